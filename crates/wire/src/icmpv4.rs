@@ -143,6 +143,7 @@ pub enum DstUnreachable {
 
 impl From<u8> for DstUnreachable {
     fn from(v: u8) -> Self {
+        #[allow(clippy::enum_glob_use)]
         use DstUnreachable::*;
         match v {
             0 => NetUnreachable,
@@ -168,6 +169,7 @@ impl From<u8> for DstUnreachable {
 
 impl From<DstUnreachable> for u8 {
     fn from(v: DstUnreachable) -> u8 {
+        #[allow(clippy::enum_glob_use)]
         use DstUnreachable::*;
         match v {
             NetUnreachable => 0,

@@ -575,7 +575,7 @@ impl<'a> Repr<'a> {
                     match (msg, option?) {
                         (Message::NeighborSolicit, NdiscOption::SourceLinkLayerAddr(mac))
                         | (Message::NeighborAdvert, NdiscOption::TargetLinkLayerAddr(mac)) => {
-                            lladdr = Some(mac)
+                            lladdr = Some(mac);
                         }
                         // RFC 4861 §4.6: unrecognised options are ignored.
                         _ => {}
@@ -906,7 +906,7 @@ mod tests {
                     assert_eq!((ident, seq_no), (h.id, h.seq));
                 }
                 (Repr::PktTooBig { mtu, .. }, etherparse::Icmpv6Type::PacketTooBig { mtu: m }) => {
-                    assert_eq!(mtu, m)
+                    assert_eq!(mtu, m);
                 }
                 // etherparse 0.18 has no NDP types: it reports NS/NA as Unknown with the raw word.
                 (

@@ -619,7 +619,7 @@ impl<'a> Repr<'a> {
             n += 4;
         }
         n += match (self.sack_permitted, self.timestamps.is_some()) {
-            (true, true) | (false, true) => 12,
+            (_, true) => 12,
             (true, false) => 4,
             (false, false) => 0,
         };
