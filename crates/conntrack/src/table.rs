@@ -1,0 +1,1422 @@
+//! The connection table: sharded storage, lookup, commit, fast update through a [`Handle`],
+//! expiry (lazy and swept), capacity limits with eviction, NAT redirects, listing, flushing,
+//! counters and an invariant checker.
+//!
+//! Layout: `shards` (a power of two) `Mutex`-protected shards, each with a slab of entries sized
+//! at creation, a free list, a `hashbrown::HashTable<u32>` index mapping both tuples of each
+//! entry to `slot << 1 | direction`, and two intrusive FIFO lists of evictable entries
+//! (unassured, closing). A connection lives in the shard chosen by the symmetric hash of its
+//! original tuple, so both directions meet there. When NAT makes the reply tuple hash to another
+//! shard, that shard holds a *redirect* (reply tuple → owning shard). No operation ever holds two
+//! shard locks at once, so there is no lock-order deadlock; a redirect is added before its
+//! entry and removed after it, so a lookup racing with either sees a miss at worst.
+//!
+//! Invariants (exact when no call is in flight, checked by [`Table::check_invariants`]): every
+//! used slot has its tuples in its shard's index and nothing else is indexed; the global and
+//! per-zone occupancy counters equal the number of entries; they never exceed the limits (the
+//! counters are reserved atomically before an entry is written); assured entries are in no
+//! eviction list. Thread-safety: `Table` is `Send + Sync`; every method takes `&self`.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use hashbrown::HashTable;
+
+use crate::config::Config;
+use crate::hash::hashes;
+use crate::meta::{L4, PacketMeta};
+use crate::nat::{Nat, Rewrite, same_family};
+use crate::proto::{Class, Outcome, Proto, Resolved};
+use crate::tuple::{Key, Tuple, addr_bits};
+use crate::{ConnState, Direction, Instant};
+
+const NIL: u32 = u32::MAX;
+const ZONES: usize = 1 << 16;
+
+/// Why a packet was classified invalid. Each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidReason {
+    /// Addresses of different families, or an ICMP type with no echo pairing.
+    Malformed,
+    /// A TCP flag combination no valid segment carries (e.g. SYN+FIN, none at all).
+    TcpFlags,
+    /// A TCP segment other than a SYN for which no connection exists (pickup is off).
+    TcpNoConnection,
+    /// A TCP segment the state machine forbids in the connection's state.
+    TcpState,
+    /// Sequence number beyond the receiver's window (check I).
+    TcpSeqAboveWindow,
+    /// Segment ends before the window (old data, check II).
+    TcpSeqBelowWindow,
+    /// Acknowledges data never sent (check III).
+    TcpAckAboveWindow,
+    /// Acknowledgment too far in the past (check IV).
+    TcpAckBelowWindow,
+    /// A RST whose sequence number the peer already acknowledged past.
+    TcpRst,
+    /// An ICMP echo reply with no request.
+    IcmpNoConnection,
+    /// An ICMP error quoting a packet of no tracked connection.
+    IcmpUnrelated,
+    /// An ICMP error not addressed to the sender of the packet it quotes.
+    IcmpOuterMismatch,
+    /// An SCTP packet other than an INIT with no association.
+    SctpNoInit,
+    /// An SCTP verification tag that does not match the association.
+    SctpVtag,
+    /// An SCTP chunk the association's state forbids.
+    SctpState,
+}
+
+impl InvalidReason {
+    /// Number of reasons (size of the counter array).
+    pub const COUNT: usize = 15;
+    /// Every reason, in counter order.
+    pub const ALL: [InvalidReason; Self::COUNT] = [
+        InvalidReason::Malformed,
+        InvalidReason::TcpFlags,
+        InvalidReason::TcpNoConnection,
+        InvalidReason::TcpState,
+        InvalidReason::TcpSeqAboveWindow,
+        InvalidReason::TcpSeqBelowWindow,
+        InvalidReason::TcpAckAboveWindow,
+        InvalidReason::TcpAckBelowWindow,
+        InvalidReason::TcpRst,
+        InvalidReason::IcmpNoConnection,
+        InvalidReason::IcmpUnrelated,
+        InvalidReason::IcmpOuterMismatch,
+        InvalidReason::SctpNoInit,
+        InvalidReason::SctpVtag,
+        InvalidReason::SctpState,
+    ];
+
+    /// Index of this reason's counter.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a commit was refused. Each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    /// The table is at its total limit and nothing evictable was found.
+    TableFull,
+    /// The zone is at its limit and nothing evictable in it was found.
+    ZoneFull,
+    /// The connection's shard slab (or redirect table) is full.
+    ShardFull,
+    /// The reply tuple (after NAT) is already used by another connection.
+    TupleConflict,
+}
+
+impl RefusalReason {
+    /// Number of reasons.
+    pub const COUNT: usize = 4;
+}
+
+/// Per-packet classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// No connection: evaluate policy, then [`Table::commit`]. Returned by `commit` too, for the
+    /// packet that created the entry.
+    New,
+    /// A packet of a tracked connection in its original direction.
+    Established,
+    /// A packet of a tracked connection in its reply direction.
+    Reply,
+    /// An ICMP error quoting a packet of a tracked connection.
+    Related,
+    /// Rejected; drop it.
+    Invalid(InvalidReason),
+}
+
+/// Reference to an entry, for a flow cache: [`Table::update`] goes straight to the slot. A
+/// handle goes stale when its entry is removed; `update` then returns `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle {
+    shard: u32,
+    slot: u32,
+    generation: u32,
+    direction: Direction,
+}
+
+impl Handle {
+    /// Direction of the packets this handle was returned for.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+}
+
+/// The result of classifying a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup {
+    /// What to do with the packet.
+    pub verdict: Verdict,
+    /// Direction of the packet within its connection (`Original` for `New`).
+    pub direction: Direction,
+    /// The entry, when there is one.
+    pub handle: Option<Handle>,
+    /// Address/port rewrite to apply (NAT), when the entry translates.
+    pub rewrite: Option<Rewrite>,
+}
+
+impl Lookup {
+    fn verdict(verdict: Verdict) -> Lookup {
+        Lookup {
+            verdict,
+            direction: Direction::Original,
+            handle: None,
+            rewrite: None,
+        }
+    }
+}
+
+/// Why [`Table::commit`] created nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum CommitError {
+    /// The packet cannot start a connection (e.g. a TCP ACK with pickup off).
+    #[error("packet cannot start a connection: {0:?}")]
+    NotNew(InvalidReason),
+    /// The table refused the entry (counted).
+    #[error("connection refused: {0:?}")]
+    Refused(RefusalReason),
+    /// A NAT address is not of the connection's family.
+    #[error("NAT address family differs from the connection's")]
+    NatFamily,
+}
+
+/// An invariant violation found by [`Table::check_invariants`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("conntrack invariant violated: {0}")]
+pub struct InvariantError(pub String);
+
+/// Selects entries to list or flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// Every entry.
+    All,
+    /// Entries of one zone.
+    Zone(u16),
+    /// Entries with this address in either tuple (either side, before or after NAT).
+    Address(IpAddr),
+    /// The entry with this tuple in either direction.
+    Tuple {
+        /// Zone.
+        zone: u16,
+        /// Tuple.
+        tuple: Tuple,
+    },
+}
+
+/// A snapshot of one entry, for the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// Zone.
+    pub zone: u16,
+    /// Tuple of original-direction packets.
+    pub original: Tuple,
+    /// Tuple of reply-direction packets (differs from the inverse of `original` under NAT).
+    pub reply: Tuple,
+    /// Protocol state.
+    pub state: ConnState,
+    /// A reply-direction packet was seen.
+    pub replied: bool,
+    /// The connection is assured (never evicted).
+    pub assured: bool,
+    /// When it expires unless another packet arrives.
+    pub expires: Instant,
+    /// Packets seen, per direction.
+    pub packets: [u64; 2],
+    /// Bytes seen, per direction.
+    pub bytes: [u64; 2],
+}
+
+/// Counters, merged over shards when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Packets classified (lookup and update).
+    pub lookups: u64,
+    /// Packets that found an entry.
+    pub hits: u64,
+    /// `New` verdicts.
+    pub new: u64,
+    /// `Related` verdicts.
+    pub related: u64,
+    /// Entries created.
+    pub commits: u64,
+    /// Invalid packets per [`InvalidReason::index`].
+    pub invalid: [u64; InvalidReason::COUNT],
+    /// Entries evicted to make room.
+    pub evictions: u64,
+    /// Commits refused, per [`RefusalReason`].
+    pub refusals: [u64; RefusalReason::COUNT],
+    /// Entries that timed out (found expired on lookup, or by sweep).
+    pub expirations: u64,
+    /// Entries removed by the control plane or by protocol (RST, reopen).
+    pub removals: u64,
+    /// Current number of entries.
+    pub occupancy: u64,
+}
+
+impl Stats {
+    /// Invalid packets counted for `r`.
+    pub fn invalid(&self, r: InvalidReason) -> u64 {
+        self.invalid[r.index()]
+    }
+
+    /// Refusals counted for `r`.
+    pub fn refused(&self, r: RefusalReason) -> u64 {
+        self.refusals[r as usize]
+    }
+
+    /// Total invalid packets.
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.iter().sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ShardStats {
+    lookups: u64,
+    hits: u64,
+    new: u64,
+    related: u64,
+    commits: u64,
+    invalid: [u64; InvalidReason::COUNT],
+    expirations: u64,
+    removals: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    keys: [Key; 2],
+    expires: u64,
+    proto: Proto,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    generation: u32,
+    prev: u32,
+    next: u32,
+    /// Shard holding a redirect for `keys[1]`, or `NIL`.
+    redirect: u32,
+    in_use: bool,
+    replied: bool,
+    assured: bool,
+    nat: bool,
+    class: Class,
+}
+
+impl Entry {
+    fn vacant() -> Entry {
+        Entry {
+            keys: [Key::default(); 2],
+            expires: 0,
+            proto: Proto::Other,
+            packets: [0; 2],
+            bytes: [0; 2],
+            generation: 0,
+            prev: NIL,
+            next: NIL,
+            redirect: NIL,
+            in_use: false,
+            replied: false,
+            assured: false,
+            nat: false,
+            class: Class::Assured,
+        }
+    }
+
+    fn key_count(&self) -> usize {
+        if self.keys[0] == self.keys[1] { 1 } else { 2 }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+#[derive(Debug)]
+struct Shard {
+    index: HashTable<u32>,
+    redirects: HashTable<(Key, u32)>,
+    redirect_cap: usize,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    lists: [List; 2],
+    stats: ShardStats,
+}
+
+#[inline]
+fn code(slot: u32, dir: usize) -> u32 {
+    slot << 1 | dir as u32
+}
+
+impl Shard {
+    fn new(cap: u32) -> Shard {
+        let cap_us = cap as usize;
+        Shard {
+            // Two keys per entry; twice that so deletions' tombstones are always cleaned by an
+            // in-place rehash, never a reallocation.
+            index: HashTable::with_capacity(cap_us * 4),
+            redirects: HashTable::with_capacity(cap_us.div_ceil(2) * 2),
+            redirect_cap: cap_us.div_ceil(2),
+            entries: vec![Entry::vacant(); cap_us],
+            free: (0..cap).rev().collect(),
+            lists: [List {
+                head: NIL,
+                tail: NIL,
+                len: 0,
+            }; 2],
+            stats: ShardStats::default(),
+        }
+    }
+
+    #[inline]
+    fn find(&self, t: u64, key: &Key) -> Option<(u32, usize)> {
+        let entries = &self.entries;
+        self.index
+            .find(t, |&v| {
+                entries[(v >> 1) as usize].keys[(v & 1) as usize] == *key
+            })
+            .map(|&v| (v >> 1, (v & 1) as usize))
+    }
+
+    fn find_redirect(&self, t: u64, key: &Key) -> Option<u32> {
+        if self.redirects.is_empty() {
+            return None;
+        }
+        self.redirects.find(t, |(k, _)| k == key).map(|&(_, p)| p)
+    }
+
+    fn link(&mut self, slot: u32, class: Class) {
+        self.entries[slot as usize].class = class;
+        let li = match class {
+            Class::Assured => return,
+            Class::Unassured => 0,
+            Class::Closing => 1,
+        };
+        let tail = self.lists[li].tail;
+        {
+            let e = &mut self.entries[slot as usize];
+            e.prev = tail;
+            e.next = NIL;
+        }
+        if tail == NIL {
+            self.lists[li].head = slot;
+        } else {
+            self.entries[tail as usize].next = slot;
+        }
+        self.lists[li].tail = slot;
+        self.lists[li].len += 1;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (class, prev, next) = {
+            let e = &self.entries[slot as usize];
+            (e.class, e.prev, e.next)
+        };
+        let li = match class {
+            Class::Assured => return,
+            Class::Unassured => 0,
+            Class::Closing => 1,
+        };
+        if prev == NIL {
+            self.lists[li].head = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.lists[li].tail = prev;
+        } else {
+            self.entries[next as usize].prev = prev;
+        }
+        self.lists[li].len -= 1;
+        let e = &mut self.entries[slot as usize];
+        e.prev = NIL;
+        e.next = NIL;
+        e.class = Class::Assured;
+    }
+}
+
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// Redirects to remove once the current shard lock is released.
+#[derive(Debug, Default)]
+struct Pending {
+    items: [Option<(u32, Key, u32)>; 8],
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, shard: u32, key: Key, primary: u32) {
+        if self.len < self.items.len() {
+            self.items[self.len] = Some((shard, key, primary));
+            self.len += 1;
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len + 2 >= self.items.len()
+    }
+}
+
+enum Step {
+    Done(Lookup),
+    Redirect(u32),
+}
+
+/// The connection tracking table. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Table {
+    shards: Box<[Padded]>,
+    mask: usize,
+    seed: u64,
+    loose: bool,
+    timeouts: Resolved,
+    max_entries: u32,
+    shard_cap: u32,
+    occupancy: AtomicU32,
+    zone_occupancy: Box<[AtomicU32]>,
+    zone_limit: Box<[u32]>,
+    refusals: [AtomicU64; RefusalReason::COUNT],
+    evictions: AtomicU64,
+    sweep_cursor: AtomicU64,
+}
+
+impl Table {
+    /// Creates a table, allocating every shard's slab and index now.
+    pub fn new(config: &Config) -> Table {
+        let n = config.shards.max(1).next_power_of_two();
+        let per = config.max_entries.div_ceil(n);
+        // Slack for hash imbalance between shards: +25 % and a few slots (the total limit is
+        // enforced separately, exactly).
+        let shard_cap = (per + per / 4 + 8).min(config.max_entries.max(1));
+        let shards = (0..n)
+            .map(|_| Padded(Mutex::new(Shard::new(shard_cap))))
+            .collect();
+        let mut zone_limit = vec![config.default_zone_limit; ZONES].into_boxed_slice();
+        for &(z, l) in &config.zone_limits {
+            zone_limit[usize::from(z)] = l;
+        }
+        Table {
+            shards,
+            mask: n as usize - 1,
+            seed: config.hash_seed,
+            loose: config.tcp_loose,
+            timeouts: Resolved::new(config),
+            max_entries: config.max_entries,
+            shard_cap,
+            occupancy: AtomicU32::new(0),
+            zone_occupancy: (0..ZONES).map(|_| AtomicU32::new(0)).collect(),
+            zone_limit,
+            refusals: Default::default(),
+            evictions: AtomicU64::new(0),
+            sweep_cursor: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self, si: usize) -> MutexGuard<'_, Shard> {
+        // A panic while a shard was locked leaves plain data (no broken invariant is relied on
+        // for memory safety); keep serving rather than cascading the panic.
+        self.shards[si]
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    #[inline]
+    fn shard_index(&self, shard_hash: u64) -> usize {
+        (shard_hash as usize) & self.mask
+    }
+
+    /// Number of entries.
+    pub fn occupancy(&self) -> u32 {
+        self.occupancy.load(Ordering::Relaxed)
+    }
+
+    /// Number of entries in `zone`.
+    pub fn zone_occupancy(&self, zone: u16) -> u32 {
+        self.zone_occupancy[usize::from(zone)].load(Ordering::Relaxed)
+    }
+
+    /// The total limit.
+    pub fn capacity(&self) -> u32 {
+        self.max_entries
+    }
+
+    /// Classifies a packet and, for a tracked connection, updates its state, counters and
+    /// timeout. Expired entries found on the way are removed (lazy expiry).
+    pub fn lookup(&self, meta: &PacketMeta, now: Instant) -> Lookup {
+        let key = match meta.key() {
+            Ok(k) => k,
+            Err(r) => return self.count_invalid_keyless(r),
+        };
+        let (s, t) = hashes(self.seed, &key);
+        let si = self.shard_index(s);
+        let mut pending = Pending::default();
+        let step = {
+            let mut g = self.lock(si);
+            g.stats.lookups += 1;
+            self.step(&mut g, si, &key, t, meta, now, true, &mut pending)
+        };
+        let out = match step {
+            Step::Done(l) => l,
+            Step::Redirect(p) => {
+                let p = p as usize & self.mask;
+                let mut g = self.lock(p);
+                match self.step(&mut g, p, &key, t, meta, now, false, &mut pending) {
+                    Step::Done(l) => l,
+                    Step::Redirect(_) => self.miss(&mut g, meta),
+                }
+            }
+        };
+        self.flush_pending(&pending);
+        out
+    }
+
+    /// The fast path for a flow cache: processes `meta` against the entry `handle` refers to
+    /// without hashing. `None` when the handle is stale (entry gone) or `meta` is not a packet
+    /// of that entry in the handle's direction; the caller then calls [`lookup`](Self::lookup).
+    pub fn update(&self, handle: Handle, meta: &PacketMeta, now: Instant) -> Option<Lookup> {
+        let si = handle.shard as usize;
+        if si > self.mask || matches!(meta.l4, L4::IcmpError { .. }) {
+            return None;
+        }
+        let key = meta.key().ok()?;
+        let mut pending = Pending::default();
+        let out = {
+            let mut g = self.lock(si);
+            let e = g.entries.get(handle.slot as usize)?;
+            let d = handle.direction.index();
+            if !e.in_use || e.generation != handle.generation || e.keys[d] != key {
+                return None;
+            }
+            g.stats.lookups += 1;
+            self.hit(&mut g, si, handle.slot, d, meta, now, &mut pending)
+        };
+        self.flush_pending(&pending);
+        Some(out)
+    }
+
+    fn count_invalid_keyless(&self, r: InvalidReason) -> Lookup {
+        let mut g = self.lock(0);
+        g.stats.lookups += 1;
+        g.stats.invalid[r.index()] += 1;
+        Lookup::verdict(Verdict::Invalid(r))
+    }
+
+    /// One shard's part of a lookup.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        g: &mut Shard,
+        si: usize,
+        key: &Key,
+        t: u64,
+        meta: &PacketMeta,
+        now: Instant,
+        follow: bool,
+        pending: &mut Pending,
+    ) -> Step {
+        if let Some((slot, d)) = g.find(t, key) {
+            return Step::Done(self.hit(g, si, slot, d, meta, now, pending));
+        }
+        if follow && let Some(p) = g.find_redirect(t, key) {
+            return Step::Redirect(p);
+        }
+        Step::Done(self.miss(g, meta))
+    }
+
+    /// The verdict of a packet with no entry (counted in `g`).
+    fn miss(&self, g: &mut Shard, meta: &PacketMeta) -> Lookup {
+        match Proto::check_new(meta, self.loose) {
+            Ok(()) => {
+                g.stats.new += 1;
+                Lookup::verdict(Verdict::New)
+            }
+            Err(r) => {
+                g.stats.invalid[r.index()] += 1;
+                Lookup::verdict(Verdict::Invalid(r))
+            }
+        }
+    }
+
+    fn rewrite_for(e: &Entry, d: usize) -> Option<Rewrite> {
+        if !e.nat {
+            return None;
+        }
+        // A packet is rewritten into what the far side expects: the inverse of the other
+        // direction's tuple.
+        let target = e.keys[1 - d].invert()?;
+        Rewrite::between(&e.keys[d], &target)
+    }
+
+    /// Processes a packet against entry `slot` found in direction `d`.
+    #[allow(clippy::too_many_arguments)]
+    fn hit(
+        &self,
+        g: &mut Shard,
+        si: usize,
+        slot: u32,
+        d: usize,
+        meta: &PacketMeta,
+        now: Instant,
+        pending: &mut Pending,
+    ) -> Lookup {
+        let e = &mut g.entries[slot as usize];
+        if e.expires <= now.0 {
+            g.stats.expirations += 1;
+            self.remove_slot(g, si, slot, pending);
+            return self.miss(g, meta);
+        }
+        let dir = Direction::from_index(d);
+        let handle = Handle {
+            shard: si as u32,
+            slot,
+            generation: e.generation,
+            direction: dir,
+        };
+        if let L4::IcmpError { .. } = meta.l4 {
+            // The error must be addressed to the sender of the quoted packet, i.e. to the
+            // destination of the tuple it was matched as (nf_conntrack_inet_error).
+            if addr_bits(meta.dst).0 != e.keys[d].dst {
+                g.stats.invalid[InvalidReason::IcmpOuterMismatch.index()] += 1;
+                return Lookup::verdict(Verdict::Invalid(InvalidReason::IcmpOuterMismatch));
+            }
+            let rewrite = Self::rewrite_for(e, d);
+            g.stats.hits += 1;
+            g.stats.related += 1;
+            return Lookup {
+                verdict: Verdict::Related,
+                direction: dir,
+                handle: Some(handle),
+                rewrite,
+            };
+        }
+        let (out, assured) = e.proto.packet(dir, meta, e.replied, e.assured);
+        match out {
+            Outcome::Accept | Outcome::Ignore | Outcome::AcceptAndRemove => {
+                g.stats.hits += 1;
+                e.packets[d] += 1;
+                e.bytes[d] += u64::from(meta.len);
+                let rewrite = Self::rewrite_for(e, d);
+                let verdict = if d == 0 {
+                    Verdict::Established
+                } else {
+                    Verdict::Reply
+                };
+                if out == Outcome::AcceptAndRemove {
+                    g.stats.removals += 1;
+                    self.remove_slot(g, si, slot, pending);
+                    return Lookup {
+                        verdict,
+                        direction: dir,
+                        handle: None,
+                        rewrite,
+                    };
+                }
+                if out == Outcome::Accept {
+                    e.replied |= d == 1;
+                    e.assured = assured;
+                    e.expires = now
+                        .0
+                        .saturating_add(e.proto.timeout(e.replied, &self.timeouts));
+                    let class = e.proto.class(e.assured);
+                    if class != e.class {
+                        g.unlink(slot);
+                        g.link(slot, class);
+                    }
+                }
+                Lookup {
+                    verdict,
+                    direction: dir,
+                    handle: Some(handle),
+                    rewrite,
+                }
+            }
+            Outcome::Invalid(r) => {
+                g.stats.invalid[r.index()] += 1;
+                Lookup {
+                    verdict: Verdict::Invalid(r),
+                    direction: dir,
+                    handle: None,
+                    rewrite: None,
+                }
+            }
+            Outcome::Reopen => {
+                g.stats.removals += 1;
+                self.remove_slot(g, si, slot, pending);
+                self.miss(g, meta)
+            }
+        }
+    }
+
+    /// Removes entry `slot` of shard `si` (whose lock the caller holds).
+    fn remove_slot(&self, g: &mut Shard, si: usize, slot: u32, pending: &mut Pending) {
+        let (keys, n, redirect) = {
+            let e = &g.entries[slot as usize];
+            (e.keys, e.key_count(), e.redirect)
+        };
+        for (d, key) in keys.iter().enumerate().take(n) {
+            let t = hashes(self.seed, key).1;
+            let c = code(slot, d);
+            if let Ok(o) = g.index.find_entry(t, |&v| v == c) {
+                o.remove();
+            }
+        }
+        if redirect != NIL {
+            pending.push(redirect, keys[1], si as u32);
+        }
+        g.unlink(slot);
+        let e = &mut g.entries[slot as usize];
+        e.in_use = false;
+        e.redirect = NIL;
+        e.generation = e.generation.wrapping_add(1);
+        g.free.push(slot);
+        self.occupancy.fetch_sub(1, Ordering::Relaxed);
+        self.zone_occupancy[usize::from(keys[0].zone)].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn flush_pending(&self, pending: &Pending) {
+        for &(shard, key, primary) in pending.items[..pending.len].iter().flatten() {
+            let t = hashes(self.seed, &key).1;
+            let mut g = self.lock(shard as usize);
+            if let Ok(o) = g
+                .redirects
+                .find_entry(t, |(k, p)| *k == key && *p == primary)
+            {
+                o.remove();
+            }
+        }
+    }
+
+    fn refuse(&self, r: RefusalReason) -> CommitError {
+        self.refusals[r as usize].fetch_add(1, Ordering::Relaxed);
+        CommitError::Refused(r)
+    }
+
+    /// Evicts the oldest evictable entry of shard `g` (unassured first, then closing), of
+    /// `zone` if given. Scans a bounded number of list nodes.
+    fn evict_one(
+        &self,
+        g: &mut Shard,
+        si: usize,
+        zone: Option<u16>,
+        pending: &mut Pending,
+    ) -> bool {
+        for li in 0..2 {
+            let mut cur = g.lists[li].head;
+            let mut budget = 64;
+            while cur != NIL && budget > 0 {
+                let e = &g.entries[cur as usize];
+                if zone.is_none_or(|z| e.keys[0].zone == z) {
+                    self.remove_slot(g, si, cur, pending);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                cur = e.next;
+                budget -= 1;
+            }
+        }
+        false
+    }
+
+    /// Reserves room for one entry of `zone` in shard `g`, evicting there if needed.
+    /// `Err(reason)` when the shard has nothing evictable.
+    fn reserve(
+        &self,
+        g: &mut Shard,
+        si: usize,
+        zone: u16,
+        pending: &mut Pending,
+    ) -> Result<(), RefusalReason> {
+        let z = usize::from(zone);
+        for _ in 0..4 {
+            if g.free.is_empty() && !self.evict_one(g, si, None, pending) {
+                return Err(RefusalReason::ShardFull);
+            }
+            if self.zone_occupancy[z].fetch_add(1, Ordering::Relaxed) >= self.zone_limit[z] {
+                self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
+                if !self.evict_one(g, si, Some(zone), pending) {
+                    return Err(RefusalReason::ZoneFull);
+                }
+                continue;
+            }
+            if self.occupancy.fetch_add(1, Ordering::Relaxed) >= self.max_entries {
+                self.occupancy.fetch_sub(1, Ordering::Relaxed);
+                self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
+                if !self.evict_one(g, si, None, pending) {
+                    return Err(RefusalReason::TableFull);
+                }
+                continue;
+            }
+            return Ok(());
+        }
+        Err(RefusalReason::TableFull)
+    }
+
+    /// Frees room elsewhere: evicts one entry (of `zone` if given) from one of a few other
+    /// shards, locking them one at a time.
+    fn evict_elsewhere(&self, from: usize, zone: Option<u16>) -> bool {
+        let mut pending = Pending::default();
+        let n = self.mask + 1;
+        let mut done = false;
+        for i in 1..n.min(17) {
+            let si = (from + i * 7) & self.mask;
+            let mut g = self.lock(si);
+            if self.evict_one(&mut g, si, zone, &mut pending) {
+                done = true;
+                break;
+            }
+        }
+        self.flush_pending(&pending);
+        done
+    }
+
+    /// Creates the entry for `meta` (whose lookup said [`Verdict::New`] and whose connection the
+    /// policy allowed), with optional NAT, and processes `meta` as its first packet. If another
+    /// worker committed the same connection meanwhile, the packet is processed against that
+    /// entry instead (no duplicate is ever created).
+    pub fn commit(&self, meta: &PacketMeta, nat: Nat, now: Instant) -> Result<Lookup, CommitError> {
+        self.commit_inner(meta, nat, now, true)
+    }
+
+    fn commit_inner(
+        &self,
+        meta: &PacketMeta,
+        nat: Nat,
+        now: Instant,
+        may_evict_elsewhere: bool,
+    ) -> Result<Lookup, CommitError> {
+        let key = meta.key().map_err(CommitError::NotNew)?;
+        Proto::check_new(meta, self.loose).map_err(CommitError::NotNew)?;
+        let mut translated = key;
+        if let Some(ep) = nat.snat {
+            if !same_family(ep.addr, meta.src) {
+                return Err(CommitError::NatFamily);
+            }
+            translated.src = addr_bits(ep.addr).0;
+            translated.sport = ep.port;
+        }
+        if let Some(ep) = nat.dnat {
+            if !same_family(ep.addr, meta.dst) {
+                return Err(CommitError::NatFamily);
+            }
+            translated.dst = addr_bits(ep.addr).0;
+            if !key.is_icmp() {
+                translated.dport = ep.port;
+            }
+        }
+        let reply = translated
+            .invert()
+            .ok_or(CommitError::NotNew(InvalidReason::Malformed))?;
+        let is_nat = translated != key;
+        let (s, t) = hashes(self.seed, &key);
+        let (rs, rt) = hashes(self.seed, &reply);
+        let si = self.shard_index(s);
+        let ri = self.shard_index(rs);
+        let mut pending = Pending::default();
+
+        // 1. Reserve the reply tuple in its own shard when NAT sends it elsewhere.
+        let cross = ri != si;
+        if cross {
+            let mut g = self.lock(ri);
+            if let Some((slot, _)) = g.find(rt, &reply) {
+                if g.entries[slot as usize].expires <= now.0 {
+                    g.stats.expirations += 1;
+                    self.remove_slot(&mut g, ri, slot, &mut pending);
+                } else {
+                    drop(g);
+                    self.flush_pending(&pending);
+                    return self.conflict(meta, now, &key, t, si);
+                }
+            }
+            if g.find_redirect(rt, &reply).is_some() {
+                drop(g);
+                self.flush_pending(&pending);
+                return self.conflict(meta, now, &key, t, si);
+            }
+            if g.redirects.len() >= g.redirect_cap {
+                drop(g);
+                self.flush_pending(&pending);
+                return Err(self.refuse(RefusalReason::ShardFull));
+            }
+            let entry = (reply, si as u32);
+            let seed = self.seed;
+            g.redirects
+                .insert_unique(rt, entry, |(k, _)| hashes(seed, k).1);
+        }
+
+        // 2. Create the entry in its shard.
+        let result = {
+            let mut g = self.lock(si);
+            self.create(
+                &mut g,
+                si,
+                meta,
+                &key,
+                t,
+                &reply,
+                rt,
+                cross,
+                ri,
+                is_nat,
+                now,
+                &mut pending,
+            )
+        };
+        let undo_redirect = cross && !matches!(result, Ok(Created::New(_)));
+        if undo_redirect {
+            pending.push(ri as u32, reply, si as u32);
+        }
+        self.flush_pending(&pending);
+        match result {
+            Ok(Created::New(l) | Created::Existing(l)) => Ok(l),
+            Ok(Created::ReplyOfOther) => Ok(self.lookup(meta, now)),
+            Err(CommitError::Refused(r @ (RefusalReason::TableFull | RefusalReason::ZoneFull)))
+                if may_evict_elsewhere =>
+            {
+                let zone = (r == RefusalReason::ZoneFull).then_some(key.zone);
+                if self.evict_elsewhere(si, zone) {
+                    self.commit_inner(meta, nat, now, false)
+                } else {
+                    Err(self.refuse(r))
+                }
+            }
+            Err(CommitError::Refused(r)) => Err(self.refuse(r)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The reply tuple is taken: if the original tuple is a known connection (a racing commit),
+    /// process the packet there; otherwise refuse.
+    fn conflict(
+        &self,
+        meta: &PacketMeta,
+        now: Instant,
+        key: &Key,
+        t: u64,
+        si: usize,
+    ) -> Result<Lookup, CommitError> {
+        let known = {
+            let g = self.lock(si);
+            g.find(t, key).is_some() || g.find_redirect(t, key).is_some()
+        };
+        if known {
+            Ok(self.lookup(meta, now))
+        } else {
+            Err(self.refuse(RefusalReason::TupleConflict))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &self,
+        g: &mut Shard,
+        si: usize,
+        meta: &PacketMeta,
+        key: &Key,
+        t: u64,
+        reply: &Key,
+        rt: u64,
+        cross: bool,
+        ri: usize,
+        is_nat: bool,
+        now: Instant,
+        pending: &mut Pending,
+    ) -> Result<Created, CommitError> {
+        if let Some((slot, d)) = g.find(t, key) {
+            if g.entries[slot as usize].expires > now.0 {
+                g.stats.lookups += 1;
+                return Ok(Created::Existing(
+                    self.hit(g, si, slot, d, meta, now, pending),
+                ));
+            }
+            g.stats.expirations += 1;
+            self.remove_slot(g, si, slot, pending);
+        }
+        if g.find_redirect(t, key).is_some() {
+            return Ok(Created::ReplyOfOther);
+        }
+        if !cross && reply != key {
+            if let Some((slot, _)) = g.find(rt, reply) {
+                if g.entries[slot as usize].expires > now.0 {
+                    return Err(CommitError::Refused(RefusalReason::TupleConflict));
+                }
+                g.stats.expirations += 1;
+                self.remove_slot(g, si, slot, pending);
+            }
+            if g.find_redirect(rt, reply).is_some() {
+                return Err(CommitError::Refused(RefusalReason::TupleConflict));
+            }
+        }
+        self.reserve(g, si, key.zone, pending)
+            .map_err(CommitError::Refused)?;
+        let Some(slot) = g.free.pop() else {
+            // `reserve` guaranteed a free slot; give the reservation back defensively.
+            self.occupancy.fetch_sub(1, Ordering::Relaxed);
+            self.zone_occupancy[usize::from(key.zone)].fetch_sub(1, Ordering::Relaxed);
+            return Err(CommitError::Refused(RefusalReason::ShardFull));
+        };
+        {
+            let e = &mut g.entries[slot as usize];
+            e.keys = [*key, *reply];
+            e.proto = Proto::new(meta);
+            e.packets = [0; 2];
+            e.bytes = [0; 2];
+            e.in_use = true;
+            e.replied = false;
+            e.assured = false;
+            e.nat = is_nat;
+            e.redirect = if cross { ri as u32 } else { NIL };
+            e.expires = u64::MAX;
+            e.class = Class::Assured;
+        }
+        let seed = self.seed;
+        let n = g.entries[slot as usize].key_count();
+        for (d, h) in [t, rt].into_iter().enumerate().take(n) {
+            let Shard { index, entries, .. } = &mut *g;
+            index.insert_unique(h, code(slot, d), |&v| {
+                hashes(seed, &entries[(v >> 1) as usize].keys[(v & 1) as usize]).1
+            });
+        }
+        g.link(slot, Class::Unassured);
+        g.stats.commits += 1;
+        let mut l = self.hit(g, si, slot, 0, meta, now, pending);
+        match l.verdict {
+            Verdict::Established => {
+                l.verdict = Verdict::New;
+                Ok(Created::New(l))
+            }
+            Verdict::Invalid(r) => {
+                if g.entries[slot as usize].in_use
+                    && g.entries[slot as usize].generation
+                        == l.handle
+                            .map_or(g.entries[slot as usize].generation, |h| h.generation)
+                {
+                    self.remove_slot(g, si, slot, pending);
+                }
+                Err(CommitError::NotNew(r))
+            }
+            _ => Ok(Created::New(l)),
+        }
+    }
+
+    /// Removes the entry `handle` refers to; `false` if it is already gone.
+    pub fn remove(&self, handle: Handle) -> bool {
+        let si = handle.shard as usize;
+        if si > self.mask {
+            return false;
+        }
+        let mut pending = Pending::default();
+        let done = {
+            let mut g = self.lock(si);
+            match g.entries.get(handle.slot as usize) {
+                Some(e) if e.in_use && e.generation == handle.generation => {
+                    g.stats.removals += 1;
+                    self.remove_slot(&mut g, si, handle.slot, &mut pending);
+                    true
+                }
+                _ => false,
+            }
+        };
+        self.flush_pending(&pending);
+        done
+    }
+
+    fn matches(filter: &Filter, e: &Entry) -> bool {
+        match filter {
+            Filter::All => true,
+            Filter::Zone(z) => e.keys[0].zone == *z,
+            Filter::Address(a) => {
+                let (bits, v6) = addr_bits(*a);
+                e.keys[0].v6 == v6 && e.keys.iter().any(|k| k.src == bits || k.dst == bits)
+            }
+            Filter::Tuple { zone, tuple } => {
+                Key::from_tuple(*zone, tuple).is_some_and(|k| e.keys[0] == k || e.keys[1] == k)
+            }
+        }
+    }
+
+    fn info(e: &Entry) -> EntryInfo {
+        EntryInfo {
+            zone: e.keys[0].zone,
+            original: e.keys[0].tuple(),
+            reply: e.keys[1].tuple(),
+            state: e.proto.info(),
+            replied: e.replied,
+            assured: e.assured,
+            expires: Instant(e.expires),
+            packets: e.packets,
+            bytes: e.bytes,
+        }
+    }
+
+    /// Lists the entries matching `filter`, one shard lock at a time (workers keep running;
+    /// the list is not an atomic snapshot of the whole table).
+    pub fn entries(&self, filter: &Filter) -> Vec<EntryInfo> {
+        let mut out = Vec::new();
+        for si in 0..=self.mask {
+            let g = self.lock(si);
+            out.extend(
+                g.entries
+                    .iter()
+                    .filter(|e| e.in_use && Self::matches(filter, e))
+                    .map(Self::info),
+            );
+        }
+        out
+    }
+
+    /// Removes the entries matching `filter` (e.g. on policy revocation); returns how many.
+    pub fn flush(&self, filter: &Filter) -> usize {
+        let mut removed = 0;
+        for si in 0..=self.mask {
+            loop {
+                let mut pending = Pending::default();
+                let more = {
+                    let mut g = self.lock(si);
+                    let mut more = false;
+                    for slot in 0..g.entries.len() as u32 {
+                        let e = &g.entries[slot as usize];
+                        if e.in_use && Self::matches(filter, e) {
+                            if pending.is_full() {
+                                more = true;
+                                break;
+                            }
+                            g.stats.removals += 1;
+                            self.remove_slot(&mut g, si, slot, &mut pending);
+                            removed += 1;
+                        }
+                    }
+                    more
+                };
+                self.flush_pending(&pending);
+                if !more {
+                    break;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Removes expired entries, examining at most `max_entries` slots from where the previous
+    /// sweep stopped (round robin over all shards). Never a stop-the-world scan: at most one
+    /// shard is locked at a time. Returns the number of entries removed.
+    pub fn sweep(&self, now: Instant, max_entries: usize) -> usize {
+        let per = self.shard_cap as u64;
+        let total = per * (self.mask as u64 + 1);
+        if total == 0 || max_entries == 0 {
+            return 0;
+        }
+        let budget = (max_entries as u64).min(total);
+        let mut pos = self.sweep_cursor.fetch_add(budget, Ordering::Relaxed) % total;
+        let mut left = budget;
+        let mut removed = 0;
+        while left > 0 {
+            let si = (pos / per) as usize;
+            let start = pos % per;
+            let n = (per - start).min(left);
+            let mut pending = Pending::default();
+            {
+                let mut g = self.lock(si);
+                for slot in start..start + n {
+                    let e = &g.entries[slot as usize];
+                    if e.in_use && e.expires <= now.0 {
+                        g.stats.expirations += 1;
+                        self.remove_slot(&mut g, si, slot as u32, &mut pending);
+                        removed += 1;
+                        if pending.is_full() {
+                            // Flush below; the rest of this range is seen next round.
+                            break;
+                        }
+                    }
+                }
+            }
+            self.flush_pending(&pending);
+            left -= n;
+            pos = (pos + n) % total;
+        }
+        removed
+    }
+
+    /// Counters merged over all shards.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for si in 0..=self.mask {
+            let g = self.lock(si);
+            let x = &g.stats;
+            s.lookups += x.lookups;
+            s.hits += x.hits;
+            s.new += x.new;
+            s.related += x.related;
+            s.commits += x.commits;
+            s.expirations += x.expirations;
+            s.removals += x.removals;
+            for (a, b) in s.invalid.iter_mut().zip(x.invalid) {
+                *a += b;
+            }
+        }
+        for (a, b) in s.refusals.iter_mut().zip(&self.refusals) {
+            *a = b.load(Ordering::Relaxed);
+        }
+        s.evictions = self.evictions.load(Ordering::Relaxed);
+        s.occupancy = u64::from(self.occupancy());
+        s
+    }
+
+    /// Checks the table's structural invariants (see the module documentation). Meant for
+    /// tests and fuzzing: exact only while no other call is in flight.
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        let fail = |m: String| Err(InvariantError(m));
+        let mut total = 0u64;
+        let mut zones: hashbrown::HashMap<u16, u32> = hashbrown::HashMap::new();
+        let mut redirects = Vec::new();
+        let mut expect_redirects = Vec::new();
+        for si in 0..=self.mask {
+            let g = self.lock(si);
+            let used = g.entries.iter().filter(|e| e.in_use).count();
+            if used + g.free.len() != g.entries.len() {
+                return fail(format!(
+                    "shard {si}: {used} used + {} free != {}",
+                    g.free.len(),
+                    g.entries.len()
+                ));
+            }
+            if g.free.iter().any(|&f| g.entries[f as usize].in_use) {
+                return fail(format!("shard {si}: a free slot is in use"));
+            }
+            let mut keys = 0;
+            let mut listed = [0u32; 2];
+            for (slot, e) in g.entries.iter().enumerate().filter(|(_, e)| e.in_use) {
+                total += 1;
+                *zones.entry(e.keys[0].zone).or_default() += 1;
+                for d in 0..e.key_count() {
+                    keys += 1;
+                    let t = hashes(self.seed, &e.keys[d]).1;
+                    if g.find(t, &e.keys[d]) != Some((slot as u32, d)) {
+                        return fail(format!("shard {si}: slot {slot} dir {d} not indexed"));
+                    }
+                }
+                if d_shard(self, &e.keys[0]) != si {
+                    return fail(format!("shard {si}: slot {slot} lives in the wrong shard"));
+                }
+                match e.class {
+                    Class::Unassured => listed[0] += 1,
+                    Class::Closing => listed[1] += 1,
+                    Class::Assured => {}
+                }
+                if e.class != e.proto.class(e.assured) {
+                    return fail(format!(
+                        "shard {si}: slot {slot} in the wrong eviction class"
+                    ));
+                }
+                if e.redirect != NIL {
+                    expect_redirects.push((e.redirect as usize, e.keys[1], si as u32));
+                }
+            }
+            if g.index.len() != keys {
+                return fail(format!(
+                    "shard {si}: index holds {} keys, entries {keys}",
+                    g.index.len()
+                ));
+            }
+            for (li, &expected) in listed.iter().enumerate() {
+                let mut n = 0;
+                let mut cur = g.lists[li].head;
+                let mut prev = NIL;
+                while cur != NIL {
+                    let e = &g.entries[cur as usize];
+                    if !e.in_use || e.prev != prev || e.class as usize != li {
+                        return fail(format!("shard {si}: list {li} broken at {cur}"));
+                    }
+                    n += 1;
+                    if n > g.entries.len() as u32 {
+                        return fail(format!("shard {si}: list {li} loops"));
+                    }
+                    prev = cur;
+                    cur = e.next;
+                }
+                if n != expected || n != g.lists[li].len || g.lists[li].tail != prev {
+                    return fail(format!(
+                        "shard {si}: list {li} has {n}, expected {expected}"
+                    ));
+                }
+            }
+            for &(k, p) in &g.redirects {
+                redirects.push((si, k, p));
+            }
+        }
+        if total != u64::from(self.occupancy()) {
+            return fail(format!("occupancy {} != {total} entries", self.occupancy()));
+        }
+        if total > u64::from(self.max_entries) {
+            return fail(format!(
+                "{total} entries exceed the limit {}",
+                self.max_entries
+            ));
+        }
+        for (z, &count) in &zones {
+            if self.zone_occupancy(*z) != count {
+                return fail(format!(
+                    "zone {z}: occupancy {} != {count}",
+                    self.zone_occupancy(*z)
+                ));
+            }
+            if count > self.zone_limit[usize::from(*z)] {
+                return fail(format!("zone {z}: {count} exceeds its limit"));
+            }
+        }
+        let zone_sum: u64 = self
+            .zone_occupancy
+            .iter()
+            .map(|a| u64::from(a.load(Ordering::Relaxed)))
+            .sum();
+        if zone_sum != total {
+            return fail(format!(
+                "per-zone occupancy sums to {zone_sum}, entries {total}"
+            ));
+        }
+        if redirects.len() != expect_redirects.len() {
+            return fail(format!(
+                "{} redirects, {} expected",
+                redirects.len(),
+                expect_redirects.len()
+            ));
+        }
+        for (shard, key, primary) in expect_redirects {
+            if !redirects
+                .iter()
+                .any(|&(s, k, p)| s == shard && k == key && p == primary)
+            {
+                return fail(format!("missing redirect in shard {shard}"));
+            }
+            if d_shard(self, &key) != shard {
+                return fail(format!("redirect stored in the wrong shard {shard}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn d_shard(t: &Table, k: &Key) -> usize {
+    t.shard_index(hashes(t.seed, k).0)
+}
+
+enum Created {
+    New(Lookup),
+    Existing(Lookup),
+    ReplyOfOther,
+}
+
+// The table must be shareable between worker threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Table>();
+};
