@@ -205,6 +205,8 @@ pub(crate) struct EndpointView {
     pub(crate) ingress: Box<[PolicyId]>,
     pub(crate) egress: Box<[PolicyId]>,
     pub(crate) named: Box<[NamedPort]>,
+    /// Every container port, named or not (for tools; not on the verdict path).
+    pub(crate) ports: Box<[(Protocol, u16)]>,
 }
 
 /// Sizes of the compiled state. `entries()` is what must grow linearly with endpoints.
@@ -221,6 +223,7 @@ pub struct Stats {
     /// Sum over endpoints of the policies selecting each (ingress + egress).
     pub selections: usize,
     pub named_ports: usize,
+    pub container_ports: usize,
     pub port_matches: usize,
     pub rule_groups: usize,
     pub cidr_entries: usize,
@@ -238,6 +241,7 @@ impl Stats {
             + self.group_memberships
             + self.selections
             + self.named_ports
+            + self.container_ports
             + self.port_matches
             + self.rule_groups
             + self.cidr_entries
@@ -285,6 +289,13 @@ impl Snapshot {
     pub fn endpoint_name(&self, id: EndpointId) -> Option<(&str, &str)> {
         self.view(id)
             .map(|v| (v.namespace.as_str(), v.name.as_str()))
+    }
+
+    /// The (protocol, port) pairs of an endpoint's container ports, named or not.
+    pub fn endpoint_ports(&self, id: EndpointId) -> impl Iterator<Item = (Protocol, u16)> + '_ {
+        self.view(id)
+            .into_iter()
+            .flat_map(|v| v.ports.iter().copied())
     }
 
     /// What kind of workload an endpoint is.
@@ -429,6 +440,7 @@ impl Snapshot {
             s.group_memberships += v.groups.len();
             s.selections += v.ingress.len() + v.egress.len();
             s.named_ports += v.named.len();
+            s.container_ports += v.ports.len();
         }
         for p in self.policies.iter().flatten() {
             s.policies += 1;
@@ -643,6 +655,7 @@ impl PolicyEngine {
             ingress: ingress.into_boxed_slice(),
             egress: egress.into_boxed_slice(),
             named: st.named.clone().into_boxed_slice(),
+            ports: st.spec.ports.iter().map(|p| (p.protocol, p.port)).collect(),
         })
     }
 

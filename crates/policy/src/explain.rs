@@ -42,6 +42,9 @@ pub struct Explanation {
     pub protocol: Protocol,
     pub port: u16,
     pub verdict: Verdict,
+    /// The decisions in words, with policy names (see [`Snapshot::describe_decision`]).
+    pub egress_decision: String,
+    pub ingress_decision: String,
     pub egress: Vec<PolicyTrace>,
     pub ingress: Vec<PolicyTrace>,
 }
@@ -148,6 +151,8 @@ impl Snapshot {
             protocol,
             port,
             verdict,
+            egress_decision: self.describe_decision(verdict.egress),
+            ingress_decision: self.describe_decision(verdict.ingress),
             egress,
             ingress,
         }
@@ -188,14 +193,14 @@ impl fmt::Display for Explanation {
             self.src, self.dst, self.protocol, self.port
         )?;
         for (title, list, decision) in [
-            ("egress of source", &self.egress, self.verdict.egress),
+            ("egress of source", &self.egress, &self.egress_decision),
             (
                 "ingress of destination",
                 &self.ingress,
-                self.verdict.ingress,
+                &self.ingress_decision,
             ),
         ] {
-            writeln!(f, "  {title}: {decision:?}")?;
+            writeln!(f, "  {title}: {decision}")?;
             for p in list {
                 let why = match (p.selects, p.isolates) {
                     (false, _) => "podSelector does not select the endpoint",
