@@ -1224,6 +1224,7 @@ impl Table {
             let start = pos % per;
             let n = (per - start).min(left);
             let mut pending = Pending::default();
+            let mut n = n;
             {
                 let mut g = self.lock(si);
                 for slot in start..start + n {
@@ -1233,7 +1234,8 @@ impl Table {
                         self.remove_slot(&mut g, si, slot as u32, &mut pending);
                         removed += 1;
                         if pending.is_full() {
-                            // Flush below; the rest of this range is seen next round.
+                            // Release the lock to clear redirects; resume after this slot.
+                            n = slot - start + 1;
                             break;
                         }
                     }
