@@ -838,9 +838,6 @@ impl Table {
     ) -> Result<(), RefusalReason> {
         let z = usize::from(zone);
         for _ in 0..4 {
-            if g.free.is_empty() && !self.evict_one(g, si, None, pending) {
-                return Err(RefusalReason::ShardFull);
-            }
             if self.zone_occupancy[z].fetch_add(1, Ordering::Relaxed) >= self.zone_limit[z] {
                 self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
                 if !self.evict_one(g, si, Some(zone), pending) {
@@ -853,6 +850,14 @@ impl Table {
                 self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
                 if !self.evict_one(g, si, None, pending) {
                     return Err(RefusalReason::TableFull);
+                }
+                continue;
+            }
+            if g.free.is_empty() {
+                self.occupancy.fetch_sub(1, Ordering::Relaxed);
+                self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
+                if !self.evict_one(g, si, None, pending) {
+                    return Err(RefusalReason::ShardFull);
                 }
                 continue;
             }
