@@ -737,6 +737,26 @@ mod tests {
         assert_eq!(Quoted::parse(&[]), Err(Error::Truncated));
     }
 
+    /// An all-zero echo reply sums to +0: its correct checksum is 0xffff (-0), and a stored 0
+    /// does not verify (found by the fuzzer's differential against pnet; Linux agrees).
+    #[test]
+    fn all_zero_message_needs_ffff() {
+        let zero = [0u8; 8];
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&zero[..]).unwrap()),
+            Err(Error::Checksum)
+        );
+        let mut buf = [0xa5u8; 8];
+        Repr::EchoReply {
+            ident: 0,
+            seq_no: 0,
+            data: &[],
+        }
+        .emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(buf, [0, 0, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(Packet::new_checked(&buf[..]).unwrap().verify_checksum());
+    }
+
     #[test]
     fn differential_against_oracles() {
         for bytes in [&ECHO_BYTES[..], &FRAG_NEEDED_BYTES[..]] {

@@ -273,6 +273,75 @@ impl<'a> Iterator for NdiscOptionsIter<'a> {
     }
 }
 
+/// The key fields of the packet an ICMPv6 error quotes (RFC 4443 §2.4(c): "as much of the
+/// invoking packet as possible"): the fixed IPv6 header and the first 8 octets after it.
+///
+/// Extension headers are not walked: when `next_header` is an extension header, `first8` holds its
+/// first octets rather than ports, and the caller may walk the rest of the quote itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quoted {
+    /// Inner source address.
+    pub src_addr: Ipv6Addr,
+    /// Inner destination address.
+    pub dst_addr: Ipv6Addr,
+    /// Inner next header.
+    pub next_header: IpProtocol,
+    /// The first 8 octets after the fixed header.
+    pub first8: [u8; 8],
+}
+
+impl Quoted {
+    /// Minimum quote: the 40-octet IPv6 header and 8 octets.
+    pub const MIN_LEN: usize = 48;
+
+    /// Parses a quote: version 6 (`Malformed` otherwise) and 48 octets present (`Truncated`).
+    pub fn parse(quoted: &[u8]) -> Result<Quoted> {
+        let (&v, _) = quoted.split_first().ok_or(Error::Truncated)?;
+        if v >> 4 != 6 {
+            return Err(Error::Malformed);
+        }
+        let q: &[u8; Self::MIN_LEN] = quoted.first_chunk().ok_or(Error::Truncated)?;
+        let addr = |at: usize| {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&q[at..at + 16]);
+            Ipv6Addr::from(o)
+        };
+        let mut first8 = [0u8; 8];
+        first8.copy_from_slice(&q[40..48]);
+        Ok(Quoted {
+            src_addr: addr(8),
+            dst_addr: addr(24),
+            next_header: IpProtocol::from(q[6]),
+            first8,
+        })
+    }
+
+    /// Inner source port, for TCP, UDP or SCTP directly after the fixed header.
+    pub fn src_port(&self) -> Option<u16> {
+        self.has_ports()
+            .then(|| u16::from_be_bytes([self.first8[0], self.first8[1]]))
+    }
+
+    /// Inner destination port, for TCP, UDP or SCTP directly after the fixed header.
+    pub fn dst_port(&self) -> Option<u16> {
+        self.has_ports()
+            .then(|| u16::from_be_bytes([self.first8[2], self.first8[3]]))
+    }
+
+    /// Inner echo identifier, when the quoted packet is an ICMPv6 echo request or reply.
+    pub fn echo_ident(&self) -> Option<u16> {
+        (self.next_header == IpProtocol::Icmpv6 && matches!(self.first8[0], 128 | 129))
+            .then(|| u16::from_be_bytes([self.first8[4], self.first8[5]]))
+    }
+
+    fn has_ports(&self) -> bool {
+        matches!(
+            self.next_header,
+            IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Sctp
+        )
+    }
+}
+
 /// A read/write view of an ICMPv6 message. The buffer is the whole message (the IPv6 payload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet<T: AsRef<[u8]>> {
@@ -810,6 +879,22 @@ mod tests {
         assert_eq!(emit_a5(&r, DB8_FE, DB8_1), PTB_BYTES);
         // The quote starts with the invoking IPv6 header: version 6, next header UDP.
         assert_eq!((p.data()[0] >> 4, p.data()[6]), (6, 17));
+    }
+
+    #[test]
+    fn quoted_invoking_packet() {
+        let q = Quoted::parse(&PTB_BYTES[8..]).unwrap();
+        assert_eq!(
+            (q.src_addr, q.dst_addr),
+            (DB8_1, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2))
+        );
+        assert_eq!(
+            (q.next_header, q.src_port(), q.dst_port(), q.echo_ident()),
+            (IpProtocol::Udp, Some(1000), Some(2000), None)
+        );
+        assert_eq!(Quoted::parse(&PTB_BYTES[8..55]), Err(Error::Truncated));
+        assert_eq!(Quoted::parse(&[]), Err(Error::Truncated));
+        assert_eq!(Quoted::parse(&ECHO6_BYTES), Err(Error::Malformed));
     }
 
     fn refill(mut b: Vec<u8>, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
