@@ -446,23 +446,27 @@ impl Shard {
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
 
-/// Redirects to remove once the current shard lock is released.
+/// Redirects to remove once the current shard lock is released. The first one is held inline
+/// (a packet removes at most one entry, so the packet path never allocates); only bulk removals
+/// (sweep, flush, eviction bursts) spill into the vector.
 #[derive(Debug, Default)]
 struct Pending {
-    items: [Option<(u32, Key, u32)>; 8],
-    len: usize,
+    first: Option<(u32, Key, u32)>,
+    rest: Vec<(u32, Key, u32)>,
 }
 
 impl Pending {
+    #[inline]
     fn push(&mut self, shard: u32, key: Key, primary: u32) {
-        if self.len < self.items.len() {
-            self.items[self.len] = Some((shard, key, primary));
-            self.len += 1;
+        if self.first.is_none() {
+            self.first = Some((shard, key, primary));
+        } else {
+            self.rest.push((shard, key, primary));
         }
     }
 
     fn is_full(&self) -> bool {
-        self.len + 2 >= self.items.len()
+        self.rest.len() >= 64
     }
 }
 
@@ -613,6 +617,7 @@ impl Table {
 
     /// One shard's part of a lookup.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn step(
         &self,
         g: &mut Shard,
@@ -659,6 +664,7 @@ impl Table {
 
     /// Processes a packet against entry `slot` found in direction `d`.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn hit(
         &self,
         g: &mut Shard,
@@ -783,8 +789,17 @@ impl Table {
         self.zone_occupancy[usize::from(keys[0].zone)].fetch_sub(1, Ordering::Relaxed);
     }
 
+    #[inline]
     fn flush_pending(&self, pending: &Pending) {
-        for &(shard, key, primary) in pending.items[..pending.len].iter().flatten() {
+        if pending.first.is_none() {
+            return;
+        }
+        self.flush_redirects(pending);
+    }
+
+    #[cold]
+    fn flush_redirects(&self, pending: &Pending) {
+        for &(shard, key, primary) in pending.first.iter().chain(&pending.rest) {
             let t = hashes(self.seed, &key).1;
             let mut g = self.lock(shard as usize);
             if let Ok(o) = g

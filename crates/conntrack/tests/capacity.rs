@@ -3,7 +3,7 @@ mod common;
 
 use common::*;
 use podswitch_conntrack::{
-    CommitError, Config, Filter, Nat, RefusalReason, Table, TcpState, ConnState, Verdict,
+    CommitError, Config, ConnState, Filter, Nat, RefusalReason, Table, TcpState, Verdict,
 };
 
 fn assure_udp(t: &Table, zone: u16, i: u16) {
@@ -15,7 +15,11 @@ fn assure_udp(t: &Table, zone: u16, i: u16) {
 
 #[test]
 fn eviction_order_unassured_then_closing_then_refuse() {
-    let t = Table::new(&Config { max_entries: 4, shards: 1, ..Config::default() });
+    let t = Table::new(&Config {
+        max_entries: 4,
+        shards: 1,
+        ..Config::default()
+    });
     assure_udp(&t, 0, 1);
     assure_udp(&t, 0, 2);
     let mut closing = Session::new("10.0.0.5", 1, "10.0.0.6", 80);
@@ -27,25 +31,49 @@ fn eviction_order_unassured_then_closing_then_refuse() {
 
     let mut s1 = Session::new("10.9.0.1", 1, "10.0.0.8", 80);
     assert_eq!(s1.send(&t, true, SYN, 0, secs(1)).verdict, Verdict::New);
-    let left: Vec<_> = t.entries(&Filter::All).into_iter().map(|e| e.original.src).collect();
-    assert!(!left.contains(&ip("10.0.0.7")), "the half-open entry went first");
+    let left: Vec<_> = t
+        .entries(&Filter::All)
+        .into_iter()
+        .map(|e| e.original.src)
+        .collect();
+    assert!(
+        !left.contains(&ip("10.0.0.7")),
+        "the half-open entry went first"
+    );
     assert!(left.contains(&ip("10.0.0.5")));
     // Next: the new SYN entry is unassured too and is the oldest unassured one now.
     let mut s2 = Session::new("10.9.0.2", 1, "10.0.0.8", 80);
     assert_eq!(s2.send(&t, true, SYN, 0, secs(1)).verdict, Verdict::New);
-    let left: Vec<_> = t.entries(&Filter::All).into_iter().map(|e| e.original.src).collect();
+    let left: Vec<_> = t
+        .entries(&Filter::All)
+        .into_iter()
+        .map(|e| e.original.src)
+        .collect();
     assert!(!left.contains(&ip("10.9.0.1")) && left.contains(&ip("10.0.0.5")));
     // Make the newest one established: only the closing entry is evictable now.
-    assert_eq!(s2.send(&t, false, SYNACK, 0, secs(1)).verdict, Verdict::Reply);
-    assert_eq!(s2.send(&t, true, ACK, 0, secs(1)).verdict, Verdict::Established);
+    assert_eq!(
+        s2.send(&t, false, SYNACK, 0, secs(1)).verdict,
+        Verdict::Reply
+    );
+    assert_eq!(
+        s2.send(&t, true, ACK, 0, secs(1)).verdict,
+        Verdict::Established
+    );
     let mut s3 = Session::new("10.9.0.3", 1, "10.0.0.8", 80);
     assert_eq!(s3.send(&t, true, SYN, 0, secs(1)).verdict, Verdict::New);
-    assert!(t.entries(&Filter::All).iter().all(|e| e.state != ConnState::Tcp(TcpState::FinWait)));
+    assert!(
+        t.entries(&Filter::All)
+            .iter()
+            .all(|e| e.state != ConnState::Tcp(TcpState::FinWait))
+    );
     // s3 is half-open; make it established too: now nothing is evictable.
     s3.send(&t, false, SYNACK, 0, secs(1));
     s3.send(&t, true, ACK, 0, secs(1));
     let syn = Session::new("10.9.0.4", 1, "10.0.0.8", 80).meta(true, SYN, 0);
-    assert_eq!(t.commit(&syn, Nat::NONE, secs(1)), Err(CommitError::Refused(RefusalReason::TableFull)));
+    assert_eq!(
+        t.commit(&syn, Nat::NONE, secs(1)),
+        Err(CommitError::Refused(RefusalReason::TableFull))
+    );
     let st = t.stats();
     assert_eq!(st.evictions, 3);
     assert_eq!(st.refused(RefusalReason::TableFull), 1);
@@ -66,19 +94,39 @@ fn per_zone_limits() {
         assure_udp(&t, 5, i);
     }
     let q = udp("10.0.0.1", 999, "10.0.0.2", 53);
-    assert_eq!(t.commit(&q.in_zone(5), Nat::NONE, secs(0)), Err(CommitError::Refused(RefusalReason::ZoneFull)));
+    assert_eq!(
+        t.commit(&q.in_zone(5), Nat::NONE, secs(0)),
+        Err(CommitError::Refused(RefusalReason::ZoneFull))
+    );
     assert_eq!(t.zone_occupancy(5), 3);
     // Other zones have their own (default) limit.
     for i in 0..100 {
-        t.commit(&udp("10.0.0.1", 2000 + i, "10.0.0.2", 53).in_zone(6), Nat::NONE, secs(0)).unwrap();
+        t.commit(
+            &udp("10.0.0.1", 2000 + i, "10.0.0.2", 53).in_zone(6),
+            Nat::NONE,
+            secs(0),
+        )
+        .unwrap();
     }
     assert_eq!(t.zone_occupancy(6), 100);
     // Zone 6's unreplied entries are evictable within the zone: the 101st replaces one of them
     // (the oldest of its shard).
-    t.commit(&udp("10.0.0.1", 9999, "10.0.0.2", 53).in_zone(6), Nat::NONE, secs(0)).unwrap();
+    t.commit(
+        &udp("10.0.0.1", 9999, "10.0.0.2", 53).in_zone(6),
+        Nat::NONE,
+        secs(0),
+    )
+    .unwrap();
     assert_eq!(t.zone_occupancy(6), 100);
     let gone = (0..100)
-        .filter(|i| t.lookup(&udp("10.0.0.1", 2000 + i, "10.0.0.2", 53).in_zone(6), secs(0)).verdict == Verdict::New)
+        .filter(|i| {
+            t.lookup(
+                &udp("10.0.0.1", 2000 + i, "10.0.0.2", 53).in_zone(6),
+                secs(0),
+            )
+            .verdict
+                == Verdict::New
+        })
         .count();
     assert_eq!(gone, 1);
     assert_eq!(t.stats().refused(RefusalReason::ZoneFull), 1);
@@ -89,10 +137,19 @@ fn per_zone_limits() {
 #[test]
 fn syn_flood_never_pushes_out_established_connections() {
     const ESTABLISHED: u16 = 10_000;
-    let t = Table::new(&Config { max_entries: 12_000, shards: 256, ..Config::default() });
+    let t = Table::new(&Config {
+        max_entries: 12_000,
+        shards: 256,
+        ..Config::default()
+    });
     let mut conns = Vec::new();
     for i in 0..ESTABLISHED {
-        let mut s = Session::new(&format!("10.1.{}.{}", i / 250, i % 250 + 1), 30000 + i, "10.0.0.80", 80);
+        let mut s = Session::new(
+            &format!("10.1.{}.{}", i / 250, i % 250 + 1),
+            30000 + i,
+            "10.0.0.80",
+            80,
+        );
         s.handshake(&t, secs(0));
         conns.push(s);
     }
@@ -103,14 +160,20 @@ fn syn_flood_never_pushes_out_established_connections() {
         // 10 000 spoofed SYNs per wave...
         for j in 0..10_000u32 {
             let src = format!("172.{}.{}.{}", 16 + wave, j / 250 % 250, j % 250 + 1);
-            let syn = Session::new(&src, (j % 60000) as u16 + 1024, "10.0.0.80", 80).meta(true, SYN, 0);
-            if t.lookup(&syn, secs(1)).verdict == Verdict::New && t.commit(&syn, Nat::NONE, secs(1)).is_err() {
+            let syn =
+                Session::new(&src, (j % 60000) as u16 + 1024, "10.0.0.80", 80).meta(true, SYN, 0);
+            if t.lookup(&syn, secs(1)).verdict == Verdict::New
+                && t.commit(&syn, Nat::NONE, secs(1)).is_err()
+            {
                 refused += 1;
             }
             // ...interleaved with traffic of every established connection, both ways.
             let n = conns.len();
             let s = &mut conns[j as usize % n];
-            assert_eq!(s.send(&t, true, PSHACK, 100, secs(1)).verdict, Verdict::Established);
+            assert_eq!(
+                s.send(&t, true, PSHACK, 100, secs(1)).verdict,
+                Verdict::Established
+            );
             assert_eq!(s.send(&t, false, ACK, 0, secs(1)).verdict, Verdict::Reply);
         }
         assert!(t.occupancy() <= 12_000);
@@ -118,8 +181,16 @@ fn syn_flood_never_pushes_out_established_connections() {
     }
     assert_eq!(round, 5);
     let st = t.stats();
-    assert!(st.evictions >= 40_000, "flood entries were recycled: {}", st.evictions);
-    assert_eq!(refused, st.refusals.iter().sum::<u64>(), "every refusal is counted");
+    assert!(
+        st.evictions >= 40_000,
+        "flood entries were recycled: {}",
+        st.evictions
+    );
+    assert_eq!(
+        refused,
+        st.refusals.iter().sum::<u64>(),
+        "every refusal is counted"
+    );
     let established = t
         .entries(&Filter::All)
         .iter()

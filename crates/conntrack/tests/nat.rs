@@ -40,7 +40,10 @@ fn tcp_packet(src: IpAddr, sp: u16, dst: IpAddr, dp: u16, seq: u32, payload: &[u
 
 fn udp_packet(src: IpAddr, sp: u16, dst: IpAddr, dp: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    builder(src, dst).udp(sp, dp).write(&mut v, payload).unwrap();
+    builder(src, dst)
+        .udp(sp, dp)
+        .write(&mut v, payload)
+        .unwrap();
     v
 }
 
@@ -53,7 +56,11 @@ fn verify(buf: &[u8]) -> (IpAddr, IpAddr, u16, u16) {
     let mut recomputed = tr.clone();
     let (src, dst) = match h.net.expect("ip") {
         NetHeaders::Ipv4(ip, _) => {
-            assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IPv4 header checksum");
+            assert_eq!(
+                ip.header_checksum,
+                ip.calc_header_checksum(),
+                "IPv4 header checksum"
+            );
             let udp_zero = matches!(&tr, TransportHeader::Udp(u) if u.checksum == 0);
             if !udp_zero {
                 recomputed.update_checksum_ipv4(&ip, payload).unwrap();
@@ -71,22 +78,43 @@ fn verify(buf: &[u8]) -> (IpAddr, IpAddr, u16, u16) {
         TransportHeader::Tcp(t) => (t.source_port, t.destination_port),
         TransportHeader::Udp(u) => (u.source_port, u.destination_port),
         TransportHeader::Icmpv4(i) => match i.icmp_type {
-            etherparse::Icmpv4Type::EchoRequest(e) | etherparse::Icmpv4Type::EchoReply(e) => (e.id, e.id),
+            etherparse::Icmpv4Type::EchoRequest(e) | etherparse::Icmpv4Type::EchoReply(e) => {
+                (e.id, e.id)
+            }
             _ => panic!("not echo"),
         },
         TransportHeader::Icmpv6(i) => match i.icmp_type {
-            etherparse::Icmpv6Type::EchoRequest(e) | etherparse::Icmpv6Type::EchoReply(e) => (e.id, e.id),
+            etherparse::Icmpv6Type::EchoRequest(e) | etherparse::Icmpv6Type::EchoReply(e) => {
+                (e.id, e.id)
+            }
             _ => panic!("not echo"),
         },
     };
     (src, dst, sp, dp)
 }
 
-fn tcp_meta(src: IpAddr, sp: u16, dst: IpAddr, dp: u16, flags: TcpFlags, seq: u32, ack: u32) -> PacketMeta {
+fn tcp_meta(
+    src: IpAddr,
+    sp: u16,
+    dst: IpAddr,
+    dp: u16,
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+) -> PacketMeta {
     PacketMeta::tcp(
         src,
         dst,
-        TcpMeta { src_port: sp, dst_port: dp, flags, seq, ack, window: 65535, payload_len: 0, ..TcpMeta::default() },
+        TcpMeta {
+            src_port: sp,
+            dst_port: dp,
+            flags,
+            seq,
+            ack,
+            window: 65535,
+            payload_len: 0,
+            ..TcpMeta::default()
+        },
     )
 }
 
@@ -97,9 +125,18 @@ fn dnat_round_trip(client: &str, vip: &str, backend: &str) {
     // Client → ClusterIP:80, translated to backend:8080.
     let syn = tcp_meta(c, 40000, v, 80, SYN, 100, 0);
     assert_eq!(t.lookup(&syn, now).verdict, Verdict::New);
-    let l = t.commit(&syn, Nat::dnat(Endpoint::new(b, 8080)), now).unwrap();
+    let l = t
+        .commit(&syn, Nat::dnat(Endpoint::new(b, 8080)), now)
+        .unwrap();
     let rw = l.rewrite.expect("DNAT rewrite");
-    assert_eq!(rw, Rewrite { dst: Some(b), dst_port: Some(8080), ..Rewrite::default() });
+    assert_eq!(
+        rw,
+        Rewrite {
+            dst: Some(b),
+            dst_port: Some(8080),
+            ..Rewrite::default()
+        }
+    );
     let mut pkt = tcp_packet(c, 40000, v, 80, 100, b"hello");
     nat::rewrite(&mut pkt, &rw).unwrap();
     assert_eq!(verify(&pkt), (c, b, 40000, 8080));
@@ -110,14 +147,29 @@ fn dnat_round_trip(client: &str, vip: &str, backend: &str) {
     let l = t.lookup(&synack, now);
     assert_eq!((l.verdict, l.direction), (Verdict::Reply, Direction::Reply));
     let rw = l.rewrite.expect("reverse NAT");
-    assert_eq!(rw, Rewrite { src: Some(v), src_port: Some(80), ..Rewrite::default() });
+    assert_eq!(
+        rw,
+        Rewrite {
+            src: Some(v),
+            src_port: Some(80),
+            ..Rewrite::default()
+        }
+    );
     let mut pkt = tcp_packet(b, 8080, c, 40000, 7000, b"world!");
     nat::rewrite(&mut pkt, &rw).unwrap();
     assert_eq!(verify(&pkt), (v, c, 80, 40000));
     // Handshake completes through the NAT entry.
-    assert_eq!(t.lookup(&tcp_meta(c, 40000, v, 80, ACK, 101, 7001), now).verdict, Verdict::Established);
+    assert_eq!(
+        t.lookup(&tcp_meta(c, 40000, v, 80, ACK, 101, 7001), now)
+            .verdict,
+        Verdict::Established
+    );
     // The backend's address cannot be reached directly on that tuple: it is another flow.
-    assert_eq!(t.lookup(&tcp_meta(c, 40000, b, 8080, SYN, 5, 0), now).verdict, Verdict::New);
+    assert_eq!(
+        t.lookup(&tcp_meta(c, 40000, b, 8080, SYN, 5, 0), now)
+            .verdict,
+        Verdict::New
+    );
     t.check_invariants().unwrap();
 }
 
@@ -140,7 +192,10 @@ fn snat_and_dnat_together_udp_v4_and_v6() {
         let t = small_table();
         let (c, v, b, node) = (ip(c), ip(v), ip(b), ip(node));
         let q = PacketMeta::udp(c, v, 5353, 53);
-        let nat = Nat { snat: Some(Endpoint::new(node, 61000)), dnat: Some(Endpoint::new(b, 5300)) };
+        let nat = Nat {
+            snat: Some(Endpoint::new(node, 61000)),
+            dnat: Some(Endpoint::new(b, 5300)),
+        };
         let rw = t.commit(&q, nat, secs(0)).unwrap().rewrite.unwrap();
         let mut pkt = udp_packet(c, 5353, v, 53, b"query");
         nat::rewrite(&mut pkt, &rw).unwrap();
@@ -161,26 +216,70 @@ fn snat_and_dnat_together_udp_v4_and_v6() {
 fn icmp_echo_snat_rewrites_the_identifier() {
     let t = small_table();
     let (c, s, node) = (ip("10.0.0.1"), ip("8.8.8.8"), ip("192.0.2.1"));
-    let req = PacketMeta { zone: 0, src: c, dst: s, l4: L4::IcmpEcho { request: true, id: 42 }, len: 84 };
-    let rw = t.commit(&req, Nat::snat(Endpoint::new(node, 4242)), secs(0)).unwrap().rewrite.unwrap();
+    let req = PacketMeta {
+        zone: 0,
+        src: c,
+        dst: s,
+        l4: L4::IcmpEcho {
+            request: true,
+            id: 42,
+        },
+        len: 84,
+    };
+    let rw = t
+        .commit(&req, Nat::snat(Endpoint::new(node, 4242)), secs(0))
+        .unwrap()
+        .rewrite
+        .unwrap();
     let mut pkt = Vec::new();
-    PacketBuilder::ipv4(octets4(c), octets4(s), 64).icmpv4_echo_request(42, 1).write(&mut pkt, b"ping").unwrap();
+    PacketBuilder::ipv4(octets4(c), octets4(s), 64)
+        .icmpv4_echo_request(42, 1)
+        .write(&mut pkt, b"ping")
+        .unwrap();
     nat::rewrite(&mut pkt, &rw).unwrap();
     assert_eq!(verify(&pkt), (node, s, 4242, 4242));
-    let rep = PacketMeta { zone: 0, src: s, dst: node, l4: L4::IcmpEcho { request: false, id: 4242 }, len: 84 };
+    let rep = PacketMeta {
+        zone: 0,
+        src: s,
+        dst: node,
+        l4: L4::IcmpEcho {
+            request: false,
+            id: 4242,
+        },
+        len: 84,
+    };
     let l = t.lookup(&rep, secs(1));
     assert_eq!(l.verdict, Verdict::Reply);
     let mut pkt = Vec::new();
-    PacketBuilder::ipv4(octets4(s), octets4(node), 64).icmpv4_echo_reply(4242, 1).write(&mut pkt, b"ping").unwrap();
+    PacketBuilder::ipv4(octets4(s), octets4(node), 64)
+        .icmpv4_echo_reply(4242, 1)
+        .write(&mut pkt, b"ping")
+        .unwrap();
     nat::rewrite(&mut pkt, &l.rewrite.unwrap()).unwrap();
     assert_eq!(verify(&pkt), (s, c, 42, 42));
 
     // ICMPv6: the checksum covers the pseudo-header too.
     let (c6, s6, n6) = (ip("fd00::1"), ip("2001:db8::8"), ip("2001:db8::1"));
-    let req = PacketMeta { zone: 0, src: c6, dst: s6, l4: L4::IcmpEcho { request: true, id: 9 }, len: 84 };
-    let rw = t.commit(&req, Nat::snat(Endpoint::new(n6, 99)), secs(0)).unwrap().rewrite.unwrap();
+    let req = PacketMeta {
+        zone: 0,
+        src: c6,
+        dst: s6,
+        l4: L4::IcmpEcho {
+            request: true,
+            id: 9,
+        },
+        len: 84,
+    };
+    let rw = t
+        .commit(&req, Nat::snat(Endpoint::new(n6, 99)), secs(0))
+        .unwrap()
+        .rewrite
+        .unwrap();
     let mut pkt = Vec::new();
-    PacketBuilder::ipv6(octets6(c6), octets6(s6), 64).icmpv6_echo_request(9, 1).write(&mut pkt, b"ping6").unwrap();
+    PacketBuilder::ipv6(octets6(c6), octets6(s6), 64)
+        .icmpv6_echo_request(9, 1)
+        .write(&mut pkt, b"ping6")
+        .unwrap();
     nat::rewrite(&mut pkt, &rw).unwrap();
     assert_eq!(verify(&pkt), (n6, s6, 99, 99));
 }
@@ -193,7 +292,11 @@ fn udp_checksum_zero_rules() {
     let ihl = usize::from(pkt[0] & 0xf) * 4;
     pkt[ihl + 6] = 0;
     pkt[ihl + 7] = 0;
-    let rw = Rewrite { dst: Some(ip("10.9.9.9")), dst_port: Some(99), ..Rewrite::default() };
+    let rw = Rewrite {
+        dst: Some(ip("10.9.9.9")),
+        dst_port: Some(99),
+        ..Rewrite::default()
+    };
     nat::rewrite(&mut pkt, &rw).unwrap();
     assert_eq!(&pkt[ihl + 6..ihl + 8], &[0, 0]);
     assert_eq!(verify(&pkt), (c, ip("10.9.9.9"), 1, 99));
@@ -203,7 +306,14 @@ fn udp_checksum_zero_rules() {
     let mut saw_ffff = false;
     for port in 0..=u16::MAX {
         let mut pkt = base.clone();
-        nat::rewrite(&mut pkt, &Rewrite { dst_port: Some(port), ..Rewrite::default() }).unwrap();
+        nat::rewrite(
+            &mut pkt,
+            &Rewrite {
+                dst_port: Some(port),
+                ..Rewrite::default()
+            },
+        )
+        .unwrap();
         assert_ne!(&pkt[ihl + 6..ihl + 8], &[0, 0], "port {port}");
         saw_ffff |= pkt[ihl + 6..ihl + 8] == [0xff, 0xff];
         if port % 257 == 0 || pkt[ihl + 6..ihl + 8] == [0xff, 0xff] {
@@ -216,19 +326,34 @@ fn udp_checksum_zero_rules() {
 #[test]
 fn rewrite_rejects_bad_input_without_writing() {
     let mut short = vec![0x45, 0, 0];
-    let rw = Rewrite { src: Some(ip("10.0.0.9")), ..Rewrite::default() };
+    let rw = Rewrite {
+        src: Some(ip("10.0.0.9")),
+        ..Rewrite::default()
+    };
     assert_eq!(nat::rewrite(&mut short, &rw), Err(RewriteError::Truncated));
     assert_eq!(nat::rewrite(&mut [], &rw), Err(RewriteError::Truncated));
     let mut pkt = tcp_packet(ip("10.0.0.1"), 1, ip("10.0.0.2"), 2, 0, b"");
     let before = pkt.clone();
     assert_eq!(
-        nat::rewrite(&mut pkt, &Rewrite { src: Some(ip("::1")), ..Rewrite::default() }),
+        nat::rewrite(
+            &mut pkt,
+            &Rewrite {
+                src: Some(ip("::1")),
+                ..Rewrite::default()
+            }
+        ),
         Err(RewriteError::Family)
     );
     pkt.truncate(30);
     let cut = pkt.clone();
     assert_eq!(
-        nat::rewrite(&mut pkt, &Rewrite { src_port: Some(5), ..Rewrite::default() }),
+        nat::rewrite(
+            &mut pkt,
+            &Rewrite {
+                src_port: Some(5),
+                ..Rewrite::default()
+            }
+        ),
         Err(RewriteError::Truncated)
     );
     assert_eq!(pkt, cut);
@@ -244,18 +369,31 @@ fn nat_conflicts_are_refused_and_counted() {
     let a = PacketMeta::udp(ip("10.0.0.1"), ip("8.8.8.8"), 1111, 53);
     let b = PacketMeta::udp(ip("10.0.0.2"), ip("8.8.8.8"), 2222, 53);
     t.commit(&a, Nat::snat(node), secs(0)).unwrap();
-    assert_eq!(t.commit(&b, Nat::snat(node), secs(0)), Err(CommitError::Refused(RefusalReason::TupleConflict)));
+    assert_eq!(
+        t.commit(&b, Nat::snat(node), secs(0)),
+        Err(CommitError::Refused(RefusalReason::TupleConflict))
+    );
     assert_eq!(t.stats().refused(RefusalReason::TupleConflict), 1);
-    assert_eq!(t.commit(&b, Nat::snat(Endpoint::new(ip("::1"), 1)), secs(0)), Err(CommitError::NatFamily));
+    assert_eq!(
+        t.commit(&b, Nat::snat(Endpoint::new(ip("::1"), 1)), secs(0)),
+        Err(CommitError::NatFamily)
+    );
     // A retransmitted first packet of `a` finds the existing entry (no duplicate).
-    assert_eq!(t.commit(&a, Nat::snat(node), secs(0)).unwrap().verdict, Verdict::Established);
+    assert_eq!(
+        t.commit(&a, Nat::snat(node), secs(0)).unwrap().verdict,
+        Verdict::Established
+    );
     assert_eq!(t.occupancy(), 1);
     t.check_invariants().unwrap();
 }
 
 #[test]
 fn many_nat_connections_cross_shards_and_clean_up() {
-    let t = Table::new(&Config { max_entries: 8192, shards: 256, ..Config::default() });
+    let t = Table::new(&Config {
+        max_entries: 8192,
+        shards: 256,
+        ..Config::default()
+    });
     let vip = ip("10.96.0.1");
     for i in 0..2000u16 {
         let syn = tcp_meta(ip("10.0.0.1"), 10000 + i, vip, 443, SYN, 1, 0);

@@ -29,20 +29,44 @@ struct Conn {
 }
 
 fn conn_state(t: &Table, s: &Session) -> Option<TcpState> {
-    let tuple = Tuple::new(s.client.addr, s.server.addr, IpProtocol::Tcp, s.client.port, s.server.port);
-    t.entries(&Filter::Tuple { zone: 0, tuple }).first().map(|e| match e.state {
-        ConnState::Tcp(st) => st,
-        o => panic!("{o:?}"),
-    })
+    let tuple = Tuple::new(
+        s.client.addr,
+        s.server.addr,
+        IpProtocol::Tcp,
+        s.client.port,
+        s.server.port,
+    );
+    t.entries(&Filter::Tuple { zone: 0, tuple })
+        .first()
+        .map(|e| match e.state {
+            ConnState::Tcp(st) => st,
+            o => panic!("{o:?}"),
+        })
 }
 
 fn run(n: usize, steps: &[(usize, u64, u32)]) -> Result<(), TestCaseError> {
-    let timeouts = Timeouts { tcp_established: Duration::from_secs(EST_TIMEOUT), ..Timeouts::default() };
-    let t = Table::new(&Config { max_entries: 256, shards: 16, timeouts, ..Config::default() });
+    let timeouts = Timeouts {
+        tcp_established: Duration::from_secs(EST_TIMEOUT),
+        ..Timeouts::default()
+    };
+    let t = Table::new(&Config {
+        max_entries: 256,
+        shards: 16,
+        timeouts,
+        ..Config::default()
+    });
     let mut conns: Vec<Conn> = (0..n)
         .map(|i| Conn {
-            s: Session::new(&format!("10.0.0.{}", i + 1), 1000 + i as u16, "10.0.1.1", 80)
-                .with_isn(0x1000_0000u32.wrapping_mul(i as u32 + 1), 0xf000_0000u32.wrapping_add(i as u32)),
+            s: Session::new(
+                &format!("10.0.0.{}", i + 1),
+                1000 + i as u16,
+                "10.0.1.1",
+                80,
+            )
+            .with_isn(
+                0x1000_0000u32.wrapping_mul(i as u32 + 1),
+                0xf000_0000u32.wrapping_add(i as u32),
+            ),
             phase: Phase::Handshake(0),
             last: 0,
         })
@@ -67,7 +91,11 @@ fn run(n: usize, steps: &[(usize, u64, u32)]) -> Result<(), TestCaseError> {
                 };
                 let v = c.s.send(&t, from_client, flags, 0, at).verdict;
                 prop_assert_eq!(v, expect);
-                c.phase = if k == 2 { Phase::Data(0) } else { Phase::Handshake(k + 1) };
+                c.phase = if k == 2 {
+                    Phase::Data(0)
+                } else {
+                    Phase::Handshake(k + 1)
+                };
             }
             Phase::Data(i) => {
                 if idle >= EST_TIMEOUT {
@@ -86,10 +114,18 @@ fn run(n: usize, steps: &[(usize, u64, u32)]) -> Result<(), TestCaseError> {
                     _ => (true, ACK, 0),
                 };
                 let v = c.s.send(&t, from_client, flags, l, at).verdict;
-                let expect = if from_client { Verdict::Established } else { Verdict::Reply };
+                let expect = if from_client {
+                    Verdict::Established
+                } else {
+                    Verdict::Reply
+                };
                 prop_assert_eq!(v, expect);
                 prop_assert_eq!(conn_state(&t, &c.s), Some(TcpState::Established));
-                c.phase = if i >= 8 && len % 3 == 0 { Phase::Closing(0) } else { Phase::Data(i + 1) };
+                c.phase = if i >= 8 && len % 3 == 0 {
+                    Phase::Closing(0)
+                } else {
+                    Phase::Data(i + 1)
+                };
             }
             Phase::Closing(k) => {
                 if idle >= 30 {
@@ -103,8 +139,16 @@ fn run(n: usize, steps: &[(usize, u64, u32)]) -> Result<(), TestCaseError> {
                     _ => (true, ACK),
                 };
                 let v = c.s.send(&t, from_client, flags, 0, at).verdict;
-                prop_assert!(matches!(v, Verdict::Established | Verdict::Reply), "{:?}", v);
-                c.phase = if k == 3 { Phase::Done } else { Phase::Closing(k + 1) };
+                prop_assert!(
+                    matches!(v, Verdict::Established | Verdict::Reply),
+                    "{:?}",
+                    v
+                );
+                c.phase = if k == 3 {
+                    Phase::Done
+                } else {
+                    Phase::Closing(k + 1)
+                };
                 if k == 3 {
                     prop_assert_eq!(conn_state(&t, &c.s), Some(TcpState::TimeWait));
                 }
@@ -112,11 +156,12 @@ fn run(n: usize, steps: &[(usize, u64, u32)]) -> Result<(), TestCaseError> {
             Phase::Done => continue,
         }
         c.last = now;
-        if now % 7 == 0 {
+        if now.is_multiple_of(7) {
             t.sweep(at, 16);
         }
     }
-    t.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    t.check_invariants()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     Ok(())
 }
 

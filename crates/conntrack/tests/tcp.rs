@@ -24,7 +24,10 @@ fn handshake_data_and_client_close() {
     assert_eq!(state(&t), TcpState::Established);
     assert!(t.entries(&Filter::All)[0].assured);
     for _ in 0..5 {
-        assert_eq!(s.send(&t, true, PSHACK, 100, now).verdict, Verdict::Established);
+        assert_eq!(
+            s.send(&t, true, PSHACK, 100, now).verdict,
+            Verdict::Established
+        );
         assert_eq!(s.send(&t, false, PSHACK, 1400, now).verdict, Verdict::Reply);
     }
     // Client closes first.
@@ -68,7 +71,10 @@ fn simultaneous_open() {
     let a_syn = s.meta(true, SYN, 0);
     let b_syn = s.meta(false, SYN, 0);
     assert_eq!(t.lookup(&a_syn, now).verdict, Verdict::New);
-    assert_eq!(t.commit(&a_syn, Nat::NONE, now).unwrap().verdict, Verdict::New);
+    assert_eq!(
+        t.commit(&a_syn, Nat::NONE, now).unwrap().verdict,
+        Verdict::New
+    );
     assert_eq!(t.lookup(&b_syn, now).verdict, Verdict::Reply);
     assert_eq!(state(&t), TcpState::SynSent2);
     s.advance(true, SYN, 0);
@@ -91,13 +97,20 @@ fn simultaneous_open() {
 
 #[test]
 fn retransmissions_pass_and_shorten_the_timeout() {
-    let cfg = Config { shards: 4, max_entries: 64, ..Config::default() };
+    let cfg = Config {
+        shards: 4,
+        max_entries: 64,
+        ..Config::default()
+    };
     let t = Table::new(&cfg);
     let mut s = Session::new("10.0.0.1", 1234, "10.0.0.2", 80);
     let now = secs(1);
     // A retransmitted SYN (same ISN) is fine and keeps SYN_SENT.
     let syn = s.meta(true, SYN, 0);
-    assert_eq!(t.commit(&syn, Nat::NONE, now).unwrap().verdict, Verdict::New);
+    assert_eq!(
+        t.commit(&syn, Nat::NONE, now).unwrap().verdict,
+        Verdict::New
+    );
     assert_eq!(t.lookup(&syn, secs(2)).verdict, Verdict::Established);
     assert_eq!(state(&t), TcpState::SynSent);
     s.advance(true, SYN, 0);
@@ -156,7 +169,10 @@ fn out_of_window_data_and_acks_are_invalid() {
         Verdict::Invalid(InvalidReason::TcpAckBelowWindow)
     );
     // The connection is unharmed and the counters saw each reason.
-    assert_eq!(s.send(&t, true, PSHACK, 10, now).verdict, Verdict::Established);
+    assert_eq!(
+        s.send(&t, true, PSHACK, 10, now).verdict,
+        Verdict::Established
+    );
     let st = t.stats();
     for r in [
         InvalidReason::TcpSeqAboveWindow,
@@ -174,17 +190,29 @@ fn invalid_flags_and_no_connection() {
     let s = Session::new("10.0.0.1", 1234, "10.0.0.2", 80);
     let now = secs(1);
     let xmas = s.meta(true, TcpFlags(0x29), 0);
-    assert_eq!(t.lookup(&xmas, now).verdict, Verdict::Invalid(InvalidReason::TcpFlags));
+    assert_eq!(
+        t.lookup(&xmas, now).verdict,
+        Verdict::Invalid(InvalidReason::TcpFlags)
+    );
     let synfin = s.meta(true, TcpFlags(0x03), 0);
-    assert_eq!(t.lookup(&synfin, now).verdict, Verdict::Invalid(InvalidReason::TcpFlags));
+    assert_eq!(
+        t.lookup(&synfin, now).verdict,
+        Verdict::Invalid(InvalidReason::TcpFlags)
+    );
     let ack = s.meta(true, ACK, 0);
-    assert_eq!(t.lookup(&ack, now).verdict, Verdict::Invalid(InvalidReason::TcpNoConnection));
+    assert_eq!(
+        t.lookup(&ack, now).verdict,
+        Verdict::Invalid(InvalidReason::TcpNoConnection)
+    );
     assert!(t.commit(&ack, Nat::NONE, now).is_err());
     assert_eq!(t.occupancy(), 0);
     let mut s2 = s;
     s2.handshake(&t, now);
     let xmas = s2.meta(true, TcpFlags(0x29), 0);
-    assert_eq!(t.lookup(&xmas, now).verdict, Verdict::Invalid(InvalidReason::TcpFlags));
+    assert_eq!(
+        t.lookup(&xmas, now).verdict,
+        Verdict::Invalid(InvalidReason::TcpFlags)
+    );
     // SYN/ACK from the client of an established connection is invalid.
     assert_eq!(
         t.lookup(&s2.meta(true, SYNACK, 0), now).verdict,
@@ -195,14 +223,22 @@ fn invalid_flags_and_no_connection() {
 
 #[test]
 fn loose_pickup_is_a_config_choice() {
-    let t = Table::new(&Config { tcp_loose: true, shards: 4, max_entries: 16, ..Config::default() });
+    let t = Table::new(&Config {
+        tcp_loose: true,
+        shards: 4,
+        max_entries: 16,
+        ..Config::default()
+    });
     let mut s = Session::new("10.0.0.1", 1234, "10.0.0.2", 80);
     s.client.ack = 777;
     s.server.seq = 777;
     let now = secs(1);
     let mid = s.meta(true, PSHACK, 100);
     assert_eq!(t.lookup(&mid, now).verdict, Verdict::New);
-    assert_eq!(t.commit(&mid, Nat::NONE, now).unwrap().verdict, Verdict::New);
+    assert_eq!(
+        t.commit(&mid, Nat::NONE, now).unwrap().verdict,
+        Verdict::New
+    );
     s.advance(true, PSHACK, 100);
     assert_eq!(s.send(&t, false, PSHACK, 50, now).verdict, Verdict::Reply);
     assert_eq!(s.send(&t, true, ACK, 0, now).verdict, Verdict::Established);
@@ -220,18 +256,30 @@ fn rst_in_window_closes_out_of_window_is_invalid() {
     // RST below what the peer already acknowledged.
     let mut stale = s;
     stale.client.seq = stale.client.seq.wrapping_sub(50);
-    assert_eq!(t.lookup(&stale.meta(true, RST, 0), now).verdict, Verdict::Invalid(InvalidReason::TcpRst));
+    assert_eq!(
+        t.lookup(&stale.meta(true, RST, 0), now).verdict,
+        Verdict::Invalid(InvalidReason::TcpRst)
+    );
     // RST far beyond the window.
     let mut far = s;
     far.client.seq = far.client.seq.wrapping_add(100_000_000);
-    assert!(matches!(t.lookup(&far.meta(true, RST, 0), now).verdict, Verdict::Invalid(_)));
+    assert!(matches!(
+        t.lookup(&far.meta(true, RST, 0), now).verdict,
+        Verdict::Invalid(_)
+    ));
     // In-window but not exact (RFC 5961 §3.2): passes, connection kept.
     let mut near = s;
     near.client.seq = near.client.seq.wrapping_add(10);
-    assert_eq!(t.lookup(&near.meta(true, RST, 0), now).verdict, Verdict::Established);
+    assert_eq!(
+        t.lookup(&near.meta(true, RST, 0), now).verdict,
+        Verdict::Established
+    );
     assert_eq!(state(&t), TcpState::Established);
     // Exact RST closes.
-    assert_eq!(t.lookup(&s.meta(true, RST, 0), now).verdict, Verdict::Established);
+    assert_eq!(
+        t.lookup(&s.meta(true, RST, 0), now).verdict,
+        Verdict::Established
+    );
     assert_eq!(state(&t), TcpState::Close);
     assert_eq!(t.entries(&Filter::All)[0].expires, secs(11));
 }
@@ -264,10 +312,19 @@ fn syn_to_time_wait_reopens() {
     let syn = again.meta(true, SYN, 0);
     assert_eq!(t.lookup(&syn, secs(2)).verdict, Verdict::New);
     assert_eq!(t.occupancy(), 0);
-    assert_eq!(t.commit(&syn, Nat::NONE, secs(2)).unwrap().verdict, Verdict::New);
+    assert_eq!(
+        t.commit(&syn, Nat::NONE, secs(2)).unwrap().verdict,
+        Verdict::New
+    );
     again.advance(true, SYN, 0);
-    assert_eq!(again.send(&t, false, SYNACK, 0, secs(2)).verdict, Verdict::Reply);
-    assert_eq!(again.send(&t, true, ACK, 0, secs(2)).verdict, Verdict::Established);
+    assert_eq!(
+        again.send(&t, false, SYNACK, 0, secs(2)).verdict,
+        Verdict::Reply
+    );
+    assert_eq!(
+        again.send(&t, true, ACK, 0, secs(2)).verdict,
+        Verdict::Established
+    );
     assert_eq!(state(&t), TcpState::Established);
 }
 
@@ -286,7 +343,10 @@ fn window_scaling_is_applied_only_when_both_sides_offer_it() {
     s.send(&t, false, ACK, 0, now); // a scaled window update from the server
     let mut ahead = s;
     ahead.client.seq = ahead.client.seq.wrapping_add(100_000);
-    assert_eq!(t.lookup(&ahead.meta(true, PSHACK, 100), now).verdict, Verdict::Established);
+    assert_eq!(
+        t.lookup(&ahead.meta(true, PSHACK, 100), now).verdict,
+        Verdict::Established
+    );
 
     // Only the client offers it: windows are not scaled, 100 kB ahead is out of window.
     let t = small_table();
@@ -311,7 +371,10 @@ fn sequence_numbers_wrap() {
     let now = secs(1);
     s.handshake(&t, now);
     for _ in 0..10 {
-        assert_eq!(s.send(&t, true, PSHACK, 100, now).verdict, Verdict::Established);
+        assert_eq!(
+            s.send(&t, true, PSHACK, 100, now).verdict,
+            Verdict::Established
+        );
         assert_eq!(s.send(&t, false, ACK, 0, now).verdict, Verdict::Reply);
     }
     assert!(s.client.seq < 0x1000, "wrapped");
@@ -351,14 +414,21 @@ fn expiry_is_lazy_and_swept() {
     let mut s = Session::new("10.0.0.1", 1235, "10.0.0.2", 80);
     s.send(&t, true, SYN, 0, secs(0));
     let synack = s.meta(false, SYNACK, 0);
-    assert_eq!(t.lookup(&synack, secs(500)).verdict, Verdict::Invalid(InvalidReason::TcpNoConnection));
+    assert_eq!(
+        t.lookup(&synack, secs(500)).verdict,
+        Verdict::Invalid(InvalidReason::TcpNoConnection)
+    );
     assert_eq!(t.occupancy(), 0);
     assert_eq!(t.stats().expirations, 2);
 }
 
 #[test]
 fn sweep_is_incremental() {
-    let t = Table::new(&Config { max_entries: 4096, shards: 64, ..Config::default() });
+    let t = Table::new(&Config {
+        max_entries: 4096,
+        shards: 64,
+        ..Config::default()
+    });
     for i in 0..1000u16 {
         let mut s = Session::new("10.0.0.1", 1000 + i, "10.0.0.2", 80);
         s.send(&t, true, SYN, 0, secs(0));

@@ -17,7 +17,11 @@ pub fn secs(s: u64) -> Instant {
 }
 
 pub fn small_table() -> Table {
-    Table::new(&Config { max_entries: 1024, shards: 16, ..Config::default() })
+    Table::new(&Config {
+        max_entries: 1024,
+        shards: 16,
+        ..Config::default()
+    })
 }
 
 pub const SYN: TcpFlags = TcpFlags::SYN;
@@ -49,8 +53,22 @@ pub struct Session {
 impl Session {
     pub fn new(client: &str, cport: u16, server: &str, sport: u16) -> Self {
         Session {
-            client: Peer { addr: ip(client), port: cport, seq: 1000, ack: 0, window: 65535, wscale: None },
-            server: Peer { addr: ip(server), port: sport, seq: 50_000, ack: 0, window: 65535, wscale: None },
+            client: Peer {
+                addr: ip(client),
+                port: cport,
+                seq: 1000,
+                ack: 0,
+                window: 65535,
+                wscale: None,
+            },
+            server: Peer {
+                addr: ip(server),
+                port: sport,
+                seq: 50_000,
+                ack: 0,
+                window: 65535,
+                wscale: None,
+            },
             zone: 0,
         }
     }
@@ -63,7 +81,11 @@ impl Session {
 
     /// The meta of a segment from the client (`true`) or the server, without sending it.
     pub fn meta(&self, from_client: bool, flags: TcpFlags, len: u32) -> PacketMeta {
-        let (a, b) = if from_client { (&self.client, &self.server) } else { (&self.server, &self.client) };
+        let (a, b) = if from_client {
+            (&self.client, &self.server)
+        } else {
+            (&self.server, &self.client)
+        };
         let syn = flags.contains(TcpFlags::SYN);
         PacketMeta {
             zone: self.zone,
@@ -74,7 +96,11 @@ impl Session {
                 dst_port: b.port,
                 flags,
                 seq: a.seq,
-                ack: if flags.contains(TcpFlags::ACK) { a.ack } else { 0 },
+                ack: if flags.contains(TcpFlags::ACK) {
+                    a.ack
+                } else {
+                    0
+                },
                 window: a.window,
                 payload_len: len,
                 window_scale: if syn { a.wscale } else { None },
@@ -86,14 +112,27 @@ impl Session {
 
     /// Advances the sender past a segment and lets the receiver acknowledge it.
     pub fn advance(&mut self, from_client: bool, flags: TcpFlags, len: u32) {
-        let n = len + u32::from(flags.contains(TcpFlags::SYN)) + u32::from(flags.contains(TcpFlags::FIN));
-        let (a, b) = if from_client { (&mut self.client, &mut self.server) } else { (&mut self.server, &mut self.client) };
+        let n = len
+            + u32::from(flags.contains(TcpFlags::SYN))
+            + u32::from(flags.contains(TcpFlags::FIN));
+        let (a, b) = if from_client {
+            (&mut self.client, &mut self.server)
+        } else {
+            (&mut self.server, &mut self.client)
+        };
         a.seq = a.seq.wrapping_add(n);
         b.ack = a.seq;
     }
 
     /// Sends a segment through the table (lookup; commit when new) and advances on success.
-    pub fn send(&mut self, t: &Table, from_client: bool, flags: TcpFlags, len: u32, now: Instant) -> Lookup {
+    pub fn send(
+        &mut self,
+        t: &Table,
+        from_client: bool,
+        flags: TcpFlags,
+        len: u32,
+        now: Instant,
+    ) -> Lookup {
         let m = self.meta(from_client, flags, len);
         let mut l = t.lookup(&m, now);
         if l.verdict == Verdict::New {
@@ -109,7 +148,10 @@ impl Session {
     pub fn handshake(&mut self, t: &Table, now: Instant) {
         assert_eq!(self.send(t, true, SYN, 0, now).verdict, Verdict::New);
         assert_eq!(self.send(t, false, SYNACK, 0, now).verdict, Verdict::Reply);
-        assert_eq!(self.send(t, true, ACK, 0, now).verdict, Verdict::Established);
+        assert_eq!(
+            self.send(t, true, ACK, 0, now).verdict,
+            Verdict::Established
+        );
     }
 }
 
@@ -118,7 +160,13 @@ pub fn udp(src: &str, sp: u16, dst: &str, dp: u16) -> PacketMeta {
 }
 
 pub fn echo(src: &str, dst: &str, id: u16, request: bool) -> PacketMeta {
-    PacketMeta { zone: 0, src: ip(src), dst: ip(dst), l4: L4::IcmpEcho { request, id }, len: 84 }
+    PacketMeta {
+        zone: 0,
+        src: ip(src),
+        dst: ip(dst),
+        l4: L4::IcmpEcho { request, id },
+        len: 84,
+    }
 }
 
 pub fn sctp(src: &str, sp: u16, dst: &str, dp: u16, chunk: u8, vtag: u32) -> PacketMeta {
@@ -126,7 +174,12 @@ pub fn sctp(src: &str, sp: u16, dst: &str, dp: u16, chunk: u8, vtag: u32) -> Pac
         zone: 0,
         src: ip(src),
         dst: ip(dst),
-        l4: L4::Sctp(SctpMeta { src_port: sp, dst_port: dp, verification_tag: vtag, chunk_type: chunk }),
+        l4: L4::Sctp(SctpMeta {
+            src_port: sp,
+            dst_port: dp,
+            verification_tag: vtag,
+            chunk_type: chunk,
+        }),
         len: 64,
     }
 }
