@@ -19,6 +19,13 @@
 //! virtual clock. Thread-safety: [`Table`] is `Send + Sync` and used through `&self`; it is
 //! sharded (a `Mutex` per shard, both directions of a connection hash to the same shard) so a
 //! packet of an established connection takes exactly one uncontended lock.
+//!
+//! Usage by the datapath: per packet, `lookup(&meta, now)` (or `update(handle, &meta, now)` when
+//! the flow cache holds a [`Handle`]); on `New`, evaluate policy and `commit(&meta, nat, now)`;
+//! apply `Lookup::rewrite` with [`nat::rewrite`]; drop `Invalid`. Housekeeping calls
+//! `sweep(now, budget)` regularly; the control plane uses `entries`, `flush`, `stats`.
+//! Not done here: reading SACK blocks (windows are checked with `sack == ack`, stricter),
+//! rewriting the packet quoted inside a `Related` ICMP error, SCTP port NAT (CRC32c).
 #![forbid(unsafe_code)]
 
 mod config;

@@ -1054,12 +1054,16 @@ impl Table {
         if let Some((slot, d)) = g.find(t, key) {
             if g.entries[slot as usize].expires > now.0 {
                 g.stats.lookups += 1;
-                return Ok(Created::Existing(
-                    self.hit(g, si, slot, d, meta, now, pending),
-                ));
+                let l = self.hit(g, si, slot, d, meta, now, pending);
+                if l.verdict != Verdict::New {
+                    // Committed meanwhile by another worker (or a retransmitted first packet).
+                    return Ok(Created::Existing(l));
+                }
+                // A SYN reopening a closed connection: the old entry is gone, create anew.
+            } else {
+                g.stats.expirations += 1;
+                self.remove_slot(g, si, slot, pending);
             }
-            g.stats.expirations += 1;
-            self.remove_slot(g, si, slot, pending);
         }
         if g.find_redirect(t, key).is_some() {
             return Ok(Created::ReplyOfOther);
@@ -1115,11 +1119,9 @@ impl Table {
                 Ok(Created::New(l))
             }
             Verdict::Invalid(r) => {
-                if g.entries[slot as usize].in_use
-                    && g.entries[slot as usize].generation
-                        == l.handle
-                            .map_or(g.entries[slot as usize].generation, |h| h.generation)
-                {
+                // The protocol rejected its own first packet (cannot happen after `check_new`,
+                // but never keep an entry for an invalid packet).
+                if g.entries[slot as usize].in_use {
                     self.remove_slot(g, si, slot, pending);
                 }
                 Err(CommitError::NotNew(r))

@@ -326,6 +326,19 @@ fn syn_to_time_wait_reopens() {
         Verdict::Established
     );
     assert_eq!(state(&t), TcpState::Established);
+    // Committing the reopening SYN directly (without a lookup first) also replaces the entry.
+    again.send(&t, true, FIN, 0, secs(3));
+    again.send(&t, false, FIN, 0, secs(3));
+    again.send(&t, true, ACK, 0, secs(3));
+    assert_eq!(state(&t), TcpState::TimeWait);
+    let third = again.with_isn(again.client.seq.wrapping_add(100_000), 1);
+    let l = t
+        .commit(&third.meta(true, SYN, 0), Nat::NONE, secs(4))
+        .unwrap();
+    assert_eq!(l.verdict, Verdict::New);
+    assert!(l.handle.is_some());
+    assert_eq!(state(&t), TcpState::SynSent);
+    t.check_invariants().unwrap();
 }
 
 #[test]
