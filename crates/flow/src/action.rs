@@ -294,3 +294,54 @@ impl TryFrom<&[Action]> for Actions {
         Actions::from_slice(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reason_table_is_consistent() {
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.as_index(), i);
+            assert_eq!(DropReason::from_index(i), Some(*r));
+            assert_eq!(DropReason::from_name(r.name()), Some(*r));
+            assert!(names.insert(r.name()), "duplicate name {}", r.name());
+            assert_eq!(r.to_string(), r.name());
+        }
+        assert_eq!(DropReason::from_index(DropReason::COUNT), None);
+        assert_eq!(DropReason::from_name("nope"), None);
+    }
+
+    #[test]
+    fn actions_are_bounded_and_ordered() {
+        let mut a = Actions::new();
+        assert!(a.is_empty());
+        let seq = [
+            Action::DecTtl,
+            Action::SetMacs {
+                src: Address([2, 0, 0, 0, 0, 1]),
+                dst: Address([2, 0, 0, 0, 0, 2]),
+            },
+            Action::Nat,
+            Action::Encap { vtep: 3 },
+            Action::Output { port: 1 },
+            Action::Decap,
+        ];
+        for x in seq {
+            a.push(x).unwrap();
+        }
+        assert_eq!(a.push(Action::ToSlowPath), Err(ActionsFull));
+        assert_eq!(a.len(), Actions::CAPACITY);
+        assert_eq!(a.as_slice(), &seq);
+        assert_eq!(a.iter().copied().collect::<Vec<_>>(), seq.to_vec());
+        assert_eq!(Actions::from_slice(&seq), Ok(a));
+        assert!(Actions::from_slice(&[Action::Nat; 7]).is_err());
+        assert_eq!(a.drop_reason(), None);
+        let d = Actions::drop(DropReason::PolicyDenied);
+        assert_eq!(d.drop_reason(), Some(DropReason::PolicyDenied));
+        assert_eq!(format!("{d:?}"), "[Drop { reason: PolicyDenied }]");
+        // Small enough to sit in a cache entry next to a key.
+        assert!(core::mem::size_of::<Actions>() <= 104);
+    }
+}

@@ -295,3 +295,205 @@ impl<V: Copy> Cache<V> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn k(i: u32) -> FlowKey {
+        FlowKey {
+            src: u128::from(0x0a00_0000 + i),
+            dst: 0x0a00_00ff,
+            ethertype: 0x0800,
+            protocol: 6,
+            src_port: (i % 50_000) as u16,
+            dst_port: 80,
+            ..FlowKey::default()
+        }
+    }
+
+    /// Keys that all land in bucket 0 of a cache with `buckets` buckets.
+    fn same_bucket(c: &Cache<u32>, n: usize) -> Vec<FlowKey> {
+        (0..)
+            .map(k)
+            .filter(|x| c.bucket(x.hash()) == 0)
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn creation_rounds_and_validates() {
+        assert_eq!(Cache::<u8>::new(0).unwrap_err(), CacheError::ZeroCapacity);
+        assert!(matches!(
+            Cache::<u8>::new(MAX_CAPACITY + 1),
+            Err(CacheError::TooLarge(_))
+        ));
+        assert_eq!(Cache::<u8>::new(1).unwrap().capacity(), WAYS);
+        assert_eq!(Cache::<u8>::new(1000).unwrap().capacity(), 1024);
+        assert!(Cache::<u8>::new(1000).unwrap().is_empty());
+    }
+
+    #[test]
+    fn hit_miss_and_update_in_place() {
+        let mut c = Cache::new(64).unwrap();
+        let a = k(1);
+        assert_eq!(c.lookup(&a, a.hash(), 1), None);
+        assert_eq!(c.insert(a, a.hash(), 1, 10u32), None);
+        *c.lookup(&a, a.hash(), 1).unwrap() += 5;
+        assert_eq!(c.lookup(&a, a.hash(), 1).copied(), Some(15));
+        assert_eq!(c.peek(&a, a.hash(), 1), Some(&15));
+        let b = k(2);
+        assert_eq!(c.lookup(&b, b.hash(), 1), None);
+        // Re-inserting the same key replaces, never duplicates.
+        c.insert(a, a.hash(), 1, 99);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.peek(&a, a.hash(), 1), Some(&99));
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.inserts, s.evictions), (2, 2, 1, 0));
+    }
+
+    #[test]
+    fn full_bucket_evicts_round_robin() {
+        let mut c = Cache::new(64).unwrap();
+        let keys = same_bucket(&c, WAYS + 2);
+        for (i, x) in keys[..WAYS].iter().enumerate() {
+            assert_eq!(c.insert(*x, x.hash(), 1, i as u32), None);
+        }
+        assert_eq!(c.len(), WAYS);
+        let extra = keys[WAYS];
+        assert_eq!(c.insert(extra, extra.hash(), 1, 100), Some(keys[0]));
+        let extra2 = keys[WAYS + 1];
+        assert_eq!(c.insert(extra2, extra2.hash(), 1, 101), Some(keys[1]));
+        assert_eq!(c.len(), WAYS);
+        assert_eq!(c.stats().evictions, 2);
+        assert_eq!(c.lookup(&keys[0], keys[0].hash(), 1), None);
+        assert_eq!(c.lookup(&keys[1], keys[1].hash(), 1), None);
+        assert_eq!(c.lookup(&extra, extra.hash(), 1).copied(), Some(100));
+        assert_eq!(c.lookup(&keys[2], keys[2].hash(), 1).copied(), Some(2));
+    }
+
+    #[test]
+    fn older_generation_is_a_stale_miss_and_is_reclaimed() {
+        let mut c = Cache::new(64).unwrap();
+        let a = k(1);
+        c.insert(a, a.hash(), 1, 7u32);
+        assert_eq!(c.peek(&a, a.hash(), 2), None);
+        assert_eq!(c.lookup(&a, a.hash(), 2), None);
+        let s = c.stats();
+        assert_eq!((s.misses, s.stale, s.hits), (1, 1, 0));
+        assert_eq!(c.len(), 0);
+        c.insert(a, a.hash(), 2, 8);
+        assert_eq!(c.lookup(&a, a.hash(), 2).copied(), Some(8));
+    }
+
+    #[test]
+    fn stale_entries_are_replaced_before_current_ones() {
+        let mut c = Cache::new(64).unwrap();
+        let keys = same_bucket(&c, WAYS + 1);
+        for (i, x) in keys[..WAYS].iter().enumerate() {
+            // Slot 5 is left from generation 1; the others are current (generation 2).
+            let g = if i == 5 { 1 } else { 2 };
+            c.insert(*x, x.hash(), g, i as u32);
+        }
+        let n = keys[WAYS];
+        // The stale entry goes, not the round-robin victim; nothing current is evicted.
+        assert_eq!(c.insert(n, n.hash(), 2, 50), None);
+        assert_eq!(c.stats().evictions, 0);
+        assert_eq!(c.peek(&keys[0], keys[0].hash(), 2), Some(&0));
+        assert_eq!(c.peek(&keys[5], keys[5].hash(), 1), None);
+        assert_eq!(c.peek(&n, n.hash(), 2), Some(&50));
+    }
+
+    #[test]
+    fn remove_retain_clear_iter() {
+        let mut c = Cache::new(256).unwrap();
+        for i in 0..100 {
+            let x = k(i);
+            c.insert(x, x.hash(), 3, i);
+        }
+        let n = c.len();
+        assert!(n > 90 && n <= 100, "{n}");
+        assert_eq!(c.iter().count(), n);
+        assert!(
+            c.iter()
+                .all(|e| e.generation == 3 && *e.value == e.key.src as u32 - 0x0a00_0000)
+        );
+        let present = (0..100)
+            .find(|&i| c.peek(&k(i), k(i).hash(), 3).is_some())
+            .unwrap();
+        assert_eq!(c.remove(&k(present), k(present).hash()), Some(present));
+        assert_eq!(c.remove(&k(present), k(present).hash()), None);
+        assert_eq!(c.len(), n - 1);
+        c.retain(|_, v| *v % 2 == 0);
+        assert!(c.iter().all(|e| *e.value % 2 == 0));
+        assert_eq!(c.len(), c.iter().count());
+        c.clear();
+        assert!(c.is_empty());
+        assert_eq!(c.iter().count(), 0);
+    }
+
+    #[test]
+    fn never_exceeds_capacity() {
+        let mut c = Cache::new(128).unwrap();
+        for i in 0..10_000 {
+            let x = k(i);
+            c.insert(x, x.hash(), 1, i);
+            assert!(c.len() <= c.capacity());
+        }
+        assert_eq!(c.len(), 128);
+        assert_eq!(c.stats().inserts, 10_000);
+        assert_eq!(c.stats().evictions, 10_000 - 128);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u32, u32),
+        Remove(u32),
+        Lookup(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..200u32, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            (0..200u32).prop_map(Op::Remove),
+            (0..200u32).prop_map(Op::Lookup),
+        ]
+    }
+
+    proptest! {
+        /// Against a `HashMap` model that forgets exactly the keys the cache reports evicted: the
+        /// cache holds precisely the model's entries, and never more than its capacity.
+        #[test]
+        fn matches_hashmap_model(ops in proptest::collection::vec(op(), 1..400)) {
+            let mut c = Cache::new(64).unwrap();
+            let mut model: HashMap<FlowKey, u32> = HashMap::new();
+            for o in ops {
+                match o {
+                    Op::Insert(i, v) => {
+                        let x = k(i);
+                        if let Some(gone) = c.insert(x, x.hash(), 1, v) {
+                            prop_assert!(model.remove(&gone).is_some());
+                        }
+                        model.insert(x, v);
+                    }
+                    Op::Remove(i) => {
+                        let x = k(i);
+                        prop_assert_eq!(c.remove(&x, x.hash()), model.remove(&x));
+                    }
+                    Op::Lookup(i) => {
+                        let x = k(i);
+                        prop_assert_eq!(c.lookup(&x, x.hash(), 1).copied(), model.get(&x).copied());
+                    }
+                }
+                prop_assert!(c.len() <= c.capacity());
+                prop_assert_eq!(c.len(), model.len());
+            }
+            for (x, v) in &model {
+                prop_assert_eq!(c.peek(x, x.hash(), 1), Some(v));
+            }
+            prop_assert_eq!(c.iter().count(), model.len());
+        }
+    }
+}

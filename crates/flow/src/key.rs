@@ -283,3 +283,256 @@ impl FlowKey {
         Address(self.dst_mac)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
+    use podswitch_wire::parse_frame;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn key(port: u32, frame: &[u8]) -> FlowKey {
+        FlowKey::from_headers(port, &parse_frame(frame).expect("test frame parses"))
+    }
+
+    fn tcp_v4(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, seq: u32, syn: bool) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2(A, B)
+            .single_vlan(VlanId::try_new(42).unwrap())
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 1000);
+        if syn {
+            b = b.syn();
+        } else {
+            b = b.ack(7).psh();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, b"hello").unwrap();
+        v
+    }
+
+    #[test]
+    fn tcp_v4_with_vlan() {
+        let k = key(7, &tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80, 1, true));
+        assert_eq!(k.in_port, 7);
+        assert_eq!(k.vlan, 42);
+        assert_eq!(k.ethertype, 0x0800);
+        assert_eq!((k.src_mac, k.dst_mac), (A, B));
+        assert_eq!(k.src_ip(), Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(k.dst_ip(), Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
+        assert_eq!((k.protocol, k.src_port, k.dst_port), (6, 40000, 80));
+        assert!(!k.is_ipv6() && !k.is_icmp() && k.is_ip());
+        assert_eq!(k.fragment(), Fragment::None);
+    }
+
+    #[test]
+    fn per_packet_fields_do_not_change_the_key() {
+        let syn = key(1, &tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80, 1, true));
+        let data = key(
+            1,
+            &tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80, 99_999, false),
+        );
+        assert_eq!(syn, data);
+        assert_eq!(syn.hash(), data.hash());
+        let other_port = key(2, &tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80, 1, true));
+        assert_ne!(syn, other_port);
+        assert_ne!(syn.hash(), other_port.hash());
+    }
+
+    #[test]
+    fn udp_v6() {
+        let src = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv6(src, dst, 64)
+            .udp(5353, 53)
+            .write(&mut v, b"q")
+            .unwrap();
+        let k = key(3, &v);
+        assert!(k.is_ipv6());
+        assert_eq!(k.vlan, 0);
+        assert_eq!(k.ethertype, 0x86dd);
+        assert_eq!(k.src, u128::from_be_bytes(src));
+        assert_eq!(k.dst_ip(), Some(IpAddr::V6(Ipv6Addr::from(dst))));
+        assert_eq!((k.protocol, k.src_port, k.dst_port), (17, 5353, 53));
+    }
+
+    #[test]
+    fn v4_and_v6_with_equal_bits_differ() {
+        let mut a = FlowKey {
+            src: 1,
+            dst: 2,
+            ethertype: 0x0800,
+            ..FlowKey::default()
+        };
+        let mut b = a;
+        b.ethertype = 0x86dd;
+        b.flags |= FLAG_V6;
+        assert_ne!(a, b);
+        assert_ne!(a.hash(), b.hash());
+        a.flags = 0;
+        assert_eq!(a.src_ip(), Some(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1))));
+        assert_eq!(b.src_ip(), Some(IpAddr::V6(Ipv6Addr::from_bits(1))));
+    }
+
+    #[test]
+    fn icmp_echo_v4_and_v6() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .icmpv4_echo_request(0x2371, 1)
+            .write(&mut v, b"ping")
+            .unwrap();
+        let k = key(1, &v);
+        assert!(k.is_icmp());
+        assert_eq!((k.protocol, k.src_port, k.dst_port), (1, 8 << 8, 0x2371));
+
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv6([0xfe; 16], [0xfd; 16], 64)
+            .icmpv6_echo_request(0x4242, 1)
+            .write(&mut v, b"ping")
+            .unwrap();
+        let k = key(1, &v);
+        assert!(k.is_icmp() && k.is_ipv6());
+        assert_eq!((k.protocol, k.src_port, k.dst_port), (58, 128 << 8, 0x4242));
+    }
+
+    #[test]
+    fn arp_request() {
+        let arp = ArpPacket::new(
+            ArpHardwareId::ETHERNET,
+            EtherType::IPV4,
+            ArpOperation::REQUEST,
+            &A,
+            &[10, 77, 0, 1],
+            &[0; 6],
+            &[10, 77, 0, 2],
+        )
+        .unwrap();
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(A, [0xff; 6])
+            .arp(arp)
+            .write(&mut v)
+            .unwrap();
+        let k = key(5, &v);
+        assert!(k.is_arp() && !k.is_ip());
+        assert_eq!(k.arp_operation(), Some(arp::Operation::Request));
+        assert_eq!(k.src_ip(), Some(IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1))));
+        assert_eq!(k.dst_ip(), Some(IpAddr::V4(Ipv4Addr::new(10, 77, 0, 2))));
+        assert_eq!(k.dst_mac(), Address::BROADCAST);
+    }
+
+    #[test]
+    fn fragments() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 2000)
+            .write(&mut v, &[0u8; 32])
+            .unwrap();
+        // First fragment: MF set, offset 0; ports stay in the key.
+        let mut first = v.clone();
+        {
+            let mut ip = podswitch_wire::ipv4::Packet::new_unchecked(&mut first[14..]);
+            ip.set_flags_and_offset(false, true, 0);
+            ip.fill_checksum();
+        }
+        let k = key(1, &first);
+        assert_eq!(k.fragment(), Fragment::First);
+        assert_eq!((k.src_port, k.dst_port), (1000, 2000));
+        // Later fragment: no L4 header.
+        let mut later = v;
+        {
+            let mut ip = podswitch_wire::ipv4::Packet::new_unchecked(&mut later[14..]);
+            ip.set_flags_and_offset(false, false, 4);
+            ip.fill_checksum();
+        }
+        let k = key(1, &later);
+        assert_eq!(k.fragment(), Fragment::Later);
+        assert_eq!((k.protocol, k.src_port, k.dst_port), (17, 0, 0));
+    }
+
+    #[test]
+    fn non_ip_keeps_macs_only() {
+        let mut v = vec![0u8; 60];
+        v[..6].copy_from_slice(&B);
+        v[6..12].copy_from_slice(&A);
+        v[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+        let k = key(9, &v);
+        assert_eq!(k.ethertype, 0x88cc);
+        assert_eq!((k.src, k.dst, k.protocol, k.src_port), (0, 0, 0, 0));
+        assert_eq!((k.src_mac(), k.dst_mac()), (Address(A), Address(B)));
+        assert_eq!(k.src_ip(), None);
+    }
+
+    fn reversed(k: &FlowKey) -> FlowKey {
+        FlowKey {
+            src: k.dst,
+            dst: k.src,
+            src_mac: k.dst_mac,
+            dst_mac: k.src_mac,
+            src_port: k.dst_port,
+            dst_port: k.src_port,
+            in_port: k.in_port + 1,
+            ..*k
+        }
+    }
+
+    #[test]
+    fn symmetric_hash_matches_both_directions() {
+        let k = key(1, &tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80, 1, true));
+        let r = reversed(&k);
+        assert_eq!(k.symmetric_hash(), r.symmetric_hash());
+        assert_ne!(k.hash(), r.hash());
+        // ICMP echo request and reply: type differs, identifier equal.
+        let mut req = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .icmpv4_echo_request(9, 1)
+            .write(&mut req, b"")
+            .unwrap();
+        let mut rep = Vec::new();
+        PacketBuilder::ethernet2(B, A)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .icmpv4_echo_reply(9, 1)
+            .write(&mut rep, b"")
+            .unwrap();
+        let (q, p) = (key(1, &req), key(2, &rep));
+        assert_eq!(q.symmetric_hash(), p.symmetric_hash());
+        // A different echo identifier is another flow.
+        let mut other = q;
+        other.dst_port = 10;
+        assert_ne!(q.symmetric_hash(), other.symmetric_hash());
+    }
+
+    #[test]
+    fn hash_spreads_sequential_keys() {
+        // 65 536 keys differing only in the source port: all hashes distinct in practice, and
+        // the 1 024 buckets of the low 10 bits evenly filled.
+        let base = key(1, &tcp_v4([10, 0, 0, 1], 0, [10, 0, 0, 2], 80, 1, true));
+        let mut seen = std::collections::HashSet::new();
+        let mut buckets = vec![0u32; 1024];
+        let mut high = vec![0u32; 1024];
+        for p in 0..=u16::MAX {
+            let k = FlowKey {
+                src_port: p,
+                ..base
+            };
+            let h = k.hash();
+            seen.insert(h);
+            buckets[(h & 1023) as usize] += 1;
+            high[(h >> 22) as usize] += 1;
+        }
+        assert!(seen.len() > 65_500, "{} distinct hashes", seen.len());
+        for b in [&buckets, &high] {
+            let (min, max) = (b.iter().min().unwrap(), b.iter().max().unwrap());
+            assert!(
+                *min > 32 && *max < 100,
+                "uneven buckets: min {min} max {max}"
+            );
+        }
+    }
+}
