@@ -1,0 +1,917 @@
+//! [`Worker`]: one polling thread's pipeline — parse, flow-cache lookup, conntrack, and on a miss
+//! the slow path (anti-spoofing, ARP/ND answers, routing, TTL and MTU rules, policy, conntrack
+//! commit, cache install) — over a [`Batch`], with `now` passed in (sans-IO).
+//!
+//! Tiers, as Open vSwitch's dpif-netdev: a per-worker exact-match [`Cache`] of decisions keyed by
+//! the full [`FlowKey`] (input port, MACs, addresses, ports) whose hit applies cached actions and
+//! only does conntrack's fast `update(handle, ..)`; a miss runs the slow path and installs its
+//! decision. ARP, neighbour discovery, ICMP errors and conntrack-related packets always take the
+//! slow path (they are rare and produce packets). Conntrack zone: 0 for every connection
+//! ([`meta::ZONE`](crate::meta::ZONE)).
+//!
+//! **Revocation guarantee.** Every cached decision carries the generation of the [`State`] it came
+//! from. A new state (a policy change) has a new generation, so after [`Worker::set_state`] the
+//! next packet of every connection misses the cache; the slow path re-evaluates the connection's
+//! *original* direction against the new policy and, if it is no longer allowed, removes the
+//! conntrack entry and drops the packet (counted as [`DropReason::Revoked`]). Hence no packet of a
+//! revoked connection passes once the worker has picked up the new state. Idle connections are
+//! removed by [`Worker::revalidate`], which the runner drives on a budget, or at the latest by
+//! their conntrack timeout.
+//!
+//! Order of checks for IP (as Linux's ip_forward): anti-spoofing, router MAC, route, TTL and MTU
+//! (with ICMP errors, rate-limited by a per-worker token bucket), then conntrack and policy — so a
+//! packet that cannot be forwarded never creates conntrack state.
+//!
+//! Thread-safety: a `Worker` is owned by one thread (`Send`); it shares only the conntrack
+//! [`Table`] (internally sharded) and the immutable `Arc<State>`. Its counters are plain integers,
+//! read with [`Worker::stats`] and merged across workers with [`Stats::merge`]. No allocation per
+//! packet on the established path (a test counts them); the slow path may allocate when a new
+//! rule or group pair is first counted.
+
+use core::net::IpAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use podswitch_conntrack::{
+    CommitError, EntryInfo, Filter, Handle, Instant, Nat, Table, Verdict as CtVerdict,
+};
+use podswitch_flow::{Action, Actions, Cache, CacheError, FlowKey};
+use podswitch_policy::{Decision, PolicyId, RuleRef, Verdict};
+use podswitch_wire::arp::{self, Operation};
+use podswitch_wire::frame::{Fragment, Headers, L3, L4};
+use podswitch_wire::{icmpv6, parse_frame};
+
+use crate::batch::{Batch, Disposition, HEADROOM};
+use crate::icmp::{self, IcmpError, RateLimiter};
+use crate::meta::{self, ip_len, packet_meta, policy_key};
+use crate::neighbor;
+use crate::state::{PortKind, Route, State};
+use crate::stats::{DropReason, GroupLabel, PortStats, Stats, Traffic};
+
+const NONE: u32 = u32::MAX;
+
+/// A cached decision: the actions, the conntrack entry, and the counter slots to bump.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    actions: Actions,
+    /// The conntrack entry (`None` only for related packets, which are never cached).
+    handle: Option<Handle>,
+    /// Dense index of the output port (tx counters).
+    out_port: u16,
+    /// Largest IP packet the egress takes.
+    mtu: u16,
+    /// Rule counter slots (egress rule, ingress rule), `NONE` when no rule applied.
+    rules: [u32; 2],
+    /// Group-pair counter slot.
+    pair: u32,
+}
+
+/// Per-state dense counters (indices are valid for one state).
+#[derive(Debug, Default)]
+struct Counters {
+    ports: Vec<PortStats>,
+    rule_index: HashMap<RuleRef, u32>,
+    rules: Vec<(RuleRef, Traffic)>,
+    pair_index: HashMap<(u32, u32), u32>,
+    pairs: Vec<((u32, u32), Traffic)>,
+}
+
+impl Counters {
+    fn for_state(st: &State) -> Counters {
+        Counters {
+            ports: vec![PortStats::default(); st.ports.len()],
+            ..Counters::default()
+        }
+    }
+
+    #[inline]
+    fn rule(&mut self, r: RuleRef) -> u32 {
+        if let Some(i) = self.rule_index.get(&r) {
+            return *i;
+        }
+        let i = self.rules.len() as u32;
+        self.rules.push((r, Traffic::default()));
+        self.rule_index.insert(r, i);
+        i
+    }
+
+    #[inline]
+    fn pair(&mut self, k: (u32, u32)) -> u32 {
+        if let Some(i) = self.pair_index.get(&k) {
+            return *i;
+        }
+        let i = self.pairs.len() as u32;
+        self.pairs.push((k, Traffic::default()));
+        self.pair_index.insert(k, i);
+        i
+    }
+
+    /// Packets of a forwarded flow: rule and pair counters.
+    #[inline]
+    fn traffic(&mut self, c: &Cached, bytes: usize, new_connection: bool) {
+        let conn = u64::from(new_connection);
+        for r in c.rules {
+            if let Some((_, t)) = self.rules.get_mut(r as usize) {
+                t.packets += 1;
+                t.bytes += bytes as u64;
+                t.connections += conn;
+            }
+        }
+        if let Some((_, t)) = self.pairs.get_mut(c.pair as usize) {
+            t.packets += 1;
+            t.bytes += bytes as u64;
+            t.connections += conn;
+        }
+    }
+
+    #[inline]
+    fn tx(&mut self, port: u16, bytes: usize) {
+        if let Some(p) = self.ports.get_mut(usize::from(port)) {
+            p.tx_packets += 1;
+            p.tx_bytes += bytes as u64;
+        }
+    }
+
+    /// Folds into `out` with the labels of `st` (the state these indices belong to).
+    fn fold_into(&self, st: &State, out: &mut Stats) {
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(port) = st.ports.get(i)
+                && (p.rx_packets | p.tx_packets | p.drops_total()) != 0
+            {
+                let mut one = Stats::default();
+                one.ports.insert(port.id, *p);
+                out.merge(&one);
+            }
+        }
+        for (r, t) in &self.rules {
+            let e = out.rules_allowed.entry(*r).or_default();
+            e.packets += t.packets;
+            e.bytes += t.bytes;
+            e.connections += t.connections;
+        }
+        let label = |g: u32| {
+            st.groups
+                .get(g as usize)
+                .cloned()
+                .unwrap_or(GroupLabel::External)
+        };
+        for ((s, d), t) in &self.pairs {
+            let e = out.groups.entry((label(*s), label(*d))).or_default();
+            e.packets += t.packets;
+            e.bytes += t.bytes;
+            e.connections += t.connections;
+        }
+    }
+}
+
+/// Where a frame came from after decapsulation.
+#[derive(Debug, Clone, Copy)]
+struct Ingress {
+    /// Dense index of the (possibly tunnel) input port.
+    idx: u16,
+    /// Its id.
+    id: u32,
+    kind: PortKind,
+}
+
+/// One worker's pipeline; see the module docs.
+#[derive(Debug)]
+pub struct Worker {
+    state: Arc<State>,
+    conntrack: Arc<Table>,
+    cache: Cache<Cached>,
+    limiter: RateLimiter,
+    counters: Counters,
+    /// Counters of earlier states, and every counter not indexed densely.
+    folded: Stats,
+    reval_entries: Vec<EntryInfo>,
+    reval_pos: usize,
+}
+
+impl Worker {
+    /// A worker on `state` sharing `conntrack`, with a flow cache of `cache_capacity` entries.
+    pub fn new(
+        state: Arc<State>,
+        conntrack: Arc<Table>,
+        cache_capacity: usize,
+    ) -> Result<Worker, CacheError> {
+        let r = state.router;
+        Ok(Worker {
+            counters: Counters::for_state(&state),
+            limiter: RateLimiter::new(r.icmp_burst, r.icmp_per_second),
+            state,
+            conntrack,
+            cache: Cache::new(cache_capacity)?,
+            folded: Stats::default(),
+            reval_entries: Vec::new(),
+            reval_pos: 0,
+        })
+    }
+
+    /// Swaps in a new state between batches. Cached decisions of other generations become misses
+    /// (see the revocation guarantee in the module docs).
+    pub fn set_state(&mut self, state: Arc<State>) {
+        self.counters.fold_into(&self.state, &mut self.folded);
+        self.counters = Counters::for_state(&state);
+        let r = state.router;
+        if r.icmp_burst != self.state.router.icmp_burst
+            || r.icmp_per_second != self.state.router.icmp_per_second
+        {
+            self.limiter = RateLimiter::new(r.icmp_burst, r.icmp_per_second);
+        }
+        self.state = state;
+        // A new pass re-checks every connection against the new policy.
+        self.reval_entries.clear();
+        self.reval_pos = 0;
+    }
+
+    /// The state in use.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// The worker's counters (a copy, merged over the states it ran).
+    pub fn stats(&self) -> Stats {
+        let mut s = self.folded.clone();
+        self.counters.fold_into(&self.state, &mut s);
+        let c = self.cache.stats();
+        s.cache_hits = c.hits;
+        s.cache_misses = c.misses;
+        s
+    }
+
+    /// Entries in the flow cache (stale ones not yet reclaimed included).
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Re-checks up to `max` conntrack entries against the current policy (original direction)
+    /// and removes those it no longer allows; returns how many were removed. A pass lists the
+    /// table once (control-path allocation) and walks it over successive calls; `set_state`
+    /// starts a new pass.
+    pub fn revalidate(&mut self, now: Instant, max: usize) -> usize {
+        let _ = now;
+        if self.reval_pos >= self.reval_entries.len() {
+            self.reval_entries = self.conntrack.entries(&Filter::Zone(meta::ZONE));
+            self.reval_pos = 0;
+        }
+        let end = (self.reval_pos + max).min(self.reval_entries.len());
+        let mut removed = 0;
+        for e in &self.reval_entries[self.reval_pos..end] {
+            let o = e.original;
+            let (proto, port) = policy_key(o.protocol, o.dst_port);
+            if !self.state.policy.verdict(o.src, o.dst, proto, port).is_allowed() {
+                // Entries are keyed by tuple; the table offers no cheaper removal by tuple.
+                removed += self.conntrack.flush(&Filter::Tuple {
+                    zone: e.zone,
+                    tuple: o,
+                });
+            }
+        }
+        self.reval_pos = end;
+        self.folded.revoked_connections += removed as u64;
+        removed
+    }
+
+    /// Processes every received frame of `batch` and collects the outputs per port.
+    pub fn process(&mut self, batch: &mut Batch, now: Instant) {
+        batch.reset_generated();
+        let st = Arc::clone(&self.state);
+        for i in 0..batch.rx_count() {
+            let d = self.one(&st, batch, i, now);
+            batch.packet_mut(i).disposition = d;
+        }
+        batch.collect_outputs();
+    }
+
+    #[inline]
+    fn drop_at(&mut self, port: u16, r: DropReason) -> Disposition {
+        if let Some(p) = self.counters.ports.get_mut(usize::from(port)) {
+            p.drops[r.index()] += 1;
+        }
+        Disposition::Drop(r)
+    }
+
+    #[inline]
+    fn one(&mut self, st: &State, batch: &mut Batch, i: usize, now: Instant) -> Disposition {
+        let (in_id, len) = {
+            let p = batch.packet_mut(i);
+            (p.in_port, p.len)
+        };
+        let Some((idx, port)) = st.port(in_id) else {
+            let p = self.folded.ports.entry(in_id).or_default();
+            p.rx_packets += 1;
+            p.rx_bytes += len as u64;
+            p.drops[DropReason::UnknownInputPort.index()] += 1;
+            return Disposition::Drop(DropReason::UnknownInputPort);
+        };
+        let kind = port.kind;
+        {
+            let c = &mut self.counters.ports[usize::from(idx)];
+            c.rx_packets += 1;
+            c.rx_bytes += len as u64;
+        }
+        let h = match parse_frame(batch.packet_mut(i).frame()) {
+            Ok(h) => h,
+            Err(_) => return self.drop_at(idx, DropReason::Malformed),
+        };
+        let mut ing = Ingress {
+            idx,
+            id: in_id,
+            kind,
+        };
+        let h = match kind {
+            PortKind::Endpoint => h,
+            PortKind::Uplink => match self.decap(st, batch, i, &h, &mut ing) {
+                Ok(inner) => inner,
+                Err(r) => return self.drop_at(ing.idx, r),
+            },
+            PortKind::Tunnel { .. } => return self.drop_at(idx, DropReason::UnknownInputPort),
+        };
+        if h.vlan_count != 0 {
+            return self.drop_at(ing.idx, DropReason::Vlan);
+        }
+        let key = FlowKey::from_headers(ing.id, &h);
+        let hash = key.hash();
+        if let Some(c) = self.cache.lookup(&key, hash, st.generation).copied() {
+            match self.fast(st, batch, i, &h, &c, hash, now) {
+                Some(Ok(d)) => return d,
+                Some(Err(r)) => return self.drop_at(ing.idx, r),
+                // The conntrack entry is gone or changed: decide again.
+                None => {}
+            }
+        }
+        match self.slow(st, batch, i, ing, &h, key, hash, now) {
+            Ok(d) => d,
+            Err(r) => self.drop_at(ing.idx, r),
+        }
+    }
+
+    /// Decapsulates a frame from the uplink in place; on success the packet is the inner frame
+    /// and `ing` the tunnel port of the sending VTEP.
+    fn decap(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        h: &Headers,
+        ing: &mut Ingress,
+    ) -> Result<Headers, DropReason> {
+        if h.vxlan.is_none() {
+            return Err(DropReason::UplinkNotVxlan);
+        }
+        let p = batch.packet_mut(i);
+        let d = st.overlay.decap(p.frame(), h).map_err(|e| match e {
+            podswitch_overlay::DecapError::UnknownVtep => DropReason::VxlanUnknownVtep,
+            _ => DropReason::VxlanBadOuter,
+        })?;
+        let tunnel = st.router.tunnel_port_base.wrapping_add(d.vtep);
+        let Some((tidx, _)) = st.port(tunnel) else {
+            return Err(DropReason::VxlanUnknownVtep);
+        };
+        p.start += d.inner_offset;
+        p.len = d.inner_len;
+        *ing = Ingress {
+            idx: tidx,
+            id: tunnel,
+            kind: PortKind::Tunnel { vtep: d.vtep },
+        };
+        let c = &mut self.counters.ports[usize::from(tidx)];
+        c.rx_packets += 1;
+        c.rx_bytes += p.len as u64;
+        parse_frame(p.frame()).map_err(|_| DropReason::VxlanBadInner)
+    }
+
+    /// The cache-hit path. `None`: the conntrack handle no longer matches; take the slow path.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn fast(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        h: &Headers,
+        c: &Cached,
+        hash: u32,
+        now: Instant,
+    ) -> Option<Result<Disposition, DropReason>> {
+        let frame = batch.packet_mut(i).frame();
+        let (Some(ip), Some(m)) = (h.ip(), packet_meta(h, frame)) else {
+            return Some(Err(DropReason::Malformed));
+        };
+        if ip.ttl <= 1 || m.len > u32::from(c.mtu) {
+            // Rare: let the slow path generate the ICMP error.
+            return None;
+        }
+        let l = self.conntrack.update(c.handle?, &m, now)?;
+        match l.verdict {
+            CtVerdict::Established | CtVerdict::Reply => {}
+            CtVerdict::Invalid(_) => return Some(Err(DropReason::ConntrackInvalid)),
+            CtVerdict::New | CtVerdict::Related => return None,
+        }
+        Some(self.apply(st, batch, i, h, c, hash, false))
+    }
+
+    /// Executes a decision's actions on packet `i` in place.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn apply(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        h: &Headers,
+        c: &Cached,
+        hash: u32,
+        new_connection: bool,
+    ) -> Result<Disposition, DropReason> {
+        let p = batch.packet_mut(i);
+        let inner_len = p.len;
+        let mut out = None;
+        for a in &c.actions {
+            match *a {
+                Action::SetMacs { src, dst } => {
+                    let f = p.frame_mut();
+                    f[0..6].copy_from_slice(&dst.0);
+                    f[6..12].copy_from_slice(&src.0);
+                }
+                Action::DecTtl => dec_ttl(p.frame_mut(), h),
+                Action::Encap { vtep } => {
+                    let dscp = h.ip().map_or(0, |ip| ip.dscp);
+                    let (buf, start, len) = p.parts_mut();
+                    let new_start = st
+                        .overlay
+                        .encap(vtep, buf, start, len, hash, dscp, None)
+                        .map_err(|e| match e {
+                            podswitch_overlay::EncapError::NoHeadroom => DropReason::NoHeadroom,
+                            podswitch_overlay::EncapError::MtuExceeded => DropReason::TooBig,
+                            _ => DropReason::UnknownDestination,
+                        })?;
+                    p.len += start - new_start;
+                    p.start = new_start;
+                }
+                Action::Output { port } => out = Some(port),
+                Action::Drop { .. } => return Err(DropReason::UnknownDestination),
+                Action::Decap | Action::Nat | Action::ToSlowPath => {}
+            }
+        }
+        let Some(port) = out else {
+            return Err(DropReason::UnknownDestination);
+        };
+        let tx_len = p.len;
+        self.counters.tx(c.out_port, tx_len);
+        self.counters.traffic(c, inner_len, new_connection);
+        Ok(Disposition::Output(port))
+    }
+
+    /// The slow path for one frame.
+    #[allow(clippy::too_many_arguments)]
+    fn slow(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        ing: Ingress,
+        h: &Headers,
+        key: FlowKey,
+        hash: u32,
+        now: Instant,
+    ) -> Result<Disposition, DropReason> {
+        let ip = match h.l3 {
+            L3::Arp(a) => return self.arp(st, batch, i, ing, h, &a),
+            L3::None => return Err(DropReason::UnsupportedEthertype),
+            L3::Ip(ip) => ip,
+        };
+        let port = &st.ports[usize::from(ing.idx)];
+        // Anti-spoofing: a pod's frames carry its MAC and one of its addresses; a tunnel's inner
+        // source must be an endpoint its VTEP owns.
+        match ing.kind {
+            PortKind::Endpoint => {
+                if h.src_mac != port.mac {
+                    return Err(DropReason::SpoofedMac);
+                }
+                if let L4::Icmpv6(m) = h.l4
+                    && (130..=143).contains(&m.ty)
+                {
+                    return if m.ty == 135 {
+                        self.neighbor_solicit(st, batch, i, ing, h)
+                    } else {
+                        // RS, RA, NA, redirect, MLD: the router neither relays nor answers them.
+                        Err(DropReason::Icmpv6Control)
+                    };
+                }
+                if !port.addrs.contains(&ip.src) {
+                    return Err(DropReason::SpoofedIp);
+                }
+                if h.dst_mac != st.router.mac {
+                    return Err(if h.dst_mac.is_multicast() {
+                        DropReason::Multicast
+                    } else {
+                        DropReason::NotRouterMac
+                    });
+                }
+            }
+            PortKind::Tunnel { vtep } => {
+                if !st.overlay.owns(vtep, ip.src) {
+                    return Err(DropReason::VxlanSpoofed);
+                }
+            }
+            PortKind::Uplink => return Err(DropReason::UplinkNotVxlan),
+        }
+        if is_multicast(ip.dst) {
+            return Err(DropReason::Multicast);
+        }
+        if st.is_gateway(ip.dst) {
+            return Err(DropReason::ToRouter);
+        }
+        // We neither reassemble nor track fragments; pods use PMTU discovery.
+        if ip.fragment != Fragment::None {
+            return Err(DropReason::Fragment);
+        }
+        let route = st.route(ip.dst).ok_or(DropReason::UnknownDestination)?;
+        let (out_idx, out_id, dst_mac, mtu, vtep) = match route {
+            Route::Local { port } => {
+                let p = &st.ports[usize::from(port)];
+                (port, p.id, p.mac, p.mtu, None)
+            }
+            Route::Remote { vtep, mac } => {
+                let (uidx, _) = st
+                    .port(st.router.uplink_port)
+                    .ok_or(DropReason::UnknownDestination)?;
+                (uidx, st.router.uplink_port, mac, st.tunnel_mtu, Some(vtep))
+            }
+        };
+        let frame = batch.packet_mut(i).frame();
+        let m = packet_meta(h, frame).ok_or(DropReason::Malformed)?;
+        // RFC 1812 §5.3.1: a router that would decrement the TTL to zero discards the packet
+        // and sends time exceeded.
+        if ip.ttl <= 1 {
+            self.icmp_error(st, batch, i, h, IcmpError::TimeExceeded, now);
+            return Err(DropReason::TtlExpired);
+        }
+        if m.len > u32::from(mtu) {
+            let df = frame
+                .get(usize::from(h.l3_offset) + 6)
+                .is_some_and(|b| b & 0x40 != 0);
+            if ip.src.is_ipv4() && !df {
+                return Err(DropReason::TooBigNoDf);
+            }
+            self.icmp_error(
+                st,
+                batch,
+                i,
+                h,
+                IcmpError::TooBig {
+                    mtu: u32::from(mtu),
+                },
+                now,
+            );
+            return Err(DropReason::TooBig);
+        }
+        let l = self.conntrack.lookup(&m, now);
+        let (handle, verdict, new_connection) = match l.verdict {
+            CtVerdict::New => {
+                let (proto, _, dport) = meta::meta_ports(&m);
+                let (pp, pport) = policy_key(proto, dport);
+                let v = st.policy.verdict(ip.src, ip.dst, pp, pport);
+                if !v.is_allowed() {
+                    self.count_denied(&v, m.len, true);
+                    return Err(DropReason::PolicyDenied);
+                }
+                let c = self
+                    .conntrack
+                    .commit(&m, Nat::NONE, now)
+                    .map_err(|e| match e {
+                        CommitError::Refused(_) => DropReason::ConntrackFull,
+                        CommitError::NotNew(_) | CommitError::NatFamily => {
+                            DropReason::ConntrackInvalid
+                        }
+                    })?;
+                if let CtVerdict::Invalid(_) = c.verdict {
+                    return Err(DropReason::ConntrackInvalid);
+                }
+                (c.handle, v, true)
+            }
+            CtVerdict::Established | CtVerdict::Reply => {
+                // Revocation: judge the connection's original direction under this state.
+                let (proto, sport, dport) = meta::meta_ports(&m);
+                let (osrc, odst, oport) = if l.verdict == CtVerdict::Reply {
+                    (ip.dst, ip.src, sport)
+                } else {
+                    (ip.src, ip.dst, dport)
+                };
+                let (pp, pport) = policy_key(proto, oport);
+                let v = st.policy.verdict(osrc, odst, pp, pport);
+                if !v.is_allowed() {
+                    if let Some(hd) = l.handle
+                        && self.conntrack.remove(hd)
+                    {
+                        self.folded.revoked_connections += 1;
+                    }
+                    self.count_denied(&v, m.len, false);
+                    return Err(DropReason::Revoked);
+                }
+                (l.handle, v, false)
+            }
+            CtVerdict::Related => (None, NO_VERDICT, false),
+            CtVerdict::Invalid(_) => return Err(DropReason::ConntrackInvalid),
+        };
+        let mut actions = Actions::new();
+        let src_mac = st.router.mac;
+        // Capacity is 6; three or four actions always fit.
+        let _ = actions.push(Action::SetMacs { src: src_mac, dst: dst_mac });
+        let _ = actions.push(Action::DecTtl);
+        if let Some(v) = vtep {
+            let _ = actions.push(Action::Encap { vtep: v });
+        }
+        let _ = actions.push(Action::Output { port: out_id });
+        let (osrc, odst) = match l.direction {
+            podswitch_conntrack::Direction::Reply => (ip.dst, ip.src),
+            podswitch_conntrack::Direction::Original => (ip.src, ip.dst),
+        };
+        let pair = self
+            .counters
+            .pair((st.group_of(osrc), st.group_of(odst)));
+        let mut rules = [NONE; 2];
+        for (slot, d) in rules.iter_mut().zip([verdict.egress, verdict.ingress]) {
+            if let Decision::Allowed(r) = d {
+                *slot = self.counters.rule(r);
+            }
+        }
+        let cached = Cached {
+            actions,
+            handle,
+            out_port: out_idx,
+            mtu,
+            rules,
+            pair,
+        };
+        if handle.is_some() {
+            self.cache.insert(key, hash, st.generation, cached);
+        }
+        self.apply(st, batch, i, h, &cached, hash, new_connection)
+    }
+
+    fn count_denied(&mut self, v: &Verdict, len: u32, new_connection: bool) {
+        for d in [v.egress, v.ingress] {
+            if let Decision::Denied { isolated_by } = d {
+                let t = self.denied(isolated_by);
+                t.packets += 1;
+                t.bytes += u64::from(len);
+                t.connections += u64::from(new_connection);
+            }
+        }
+    }
+
+    fn denied(&mut self, p: PolicyId) -> &mut Traffic {
+        self.folded.policies_denied.entry(p).or_default()
+    }
+
+    /// Proxy ARP: answer requests for the gateway and every known endpoint with the router MAC.
+    fn arp(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        ing: Ingress,
+        h: &Headers,
+        a: &arp::Repr,
+    ) -> Result<Disposition, DropReason> {
+        if ing.kind != PortKind::Endpoint {
+            return Err(DropReason::ArpNotRequest);
+        }
+        let port = &st.ports[usize::from(ing.idx)];
+        // RFC 5227 probes (sender 0.0.0.0) are the pod checking its own address: never answer.
+        if a.operation != Operation::Request || a.source_protocol_addr.is_unspecified() {
+            return Err(DropReason::ArpNotRequest);
+        }
+        if h.src_mac != port.mac
+            || a.source_hardware_addr != port.mac
+            || !port.addrs.contains(&IpAddr::V4(a.source_protocol_addr))
+        {
+            return Err(DropReason::SpoofedArp);
+        }
+        let target = IpAddr::V4(a.target_protocol_addr);
+        if a.target_protocol_addr == a.source_protocol_addr || !st.answers_for(target) {
+            return Err(DropReason::ArpUnknownTarget);
+        }
+        let (port_id, mac) = (port.id, port.mac);
+        let Some((_, out)) = batch.spare(i) else {
+            return Err(DropReason::NoBuffer);
+        };
+        let n = neighbor::build_arp_reply(
+            &mut out.buffer_mut()[HEADROOM..],
+            st.router.mac,
+            a.target_protocol_addr,
+            mac,
+            a.source_protocol_addr,
+        );
+        let Some(n) = n else {
+            batch.unspare();
+            return Err(DropReason::NoBuffer);
+        };
+        let g = batch.packet_mut(batch.last_generated());
+        g.len = n;
+        g.disposition = Disposition::Output(port_id);
+        self.counters.tx(ing.idx, n);
+        self.folded.neighbor_replies += 1;
+        Ok(Disposition::Consumed)
+    }
+
+    /// Proxy neighbour discovery: answer solicitations for the gateway and known endpoints.
+    fn neighbor_solicit(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        ing: Ingress,
+        h: &Headers,
+    ) -> Result<Disposition, DropReason> {
+        let port = &st.ports[usize::from(ing.idx)];
+        let (port_id, mac) = (port.id, port.mac);
+        let Some(ip) = h.ip() else {
+            return Err(DropReason::Malformed);
+        };
+        let (IpAddr::V6(src), IpAddr::V6(dst)) = (ip.src, ip.dst) else {
+            return Err(DropReason::NdInvalid);
+        };
+        // RFC 4861 §7.1.1: hop limit 255 proves the sender is on-link.
+        if ip.ttl != 255 {
+            return Err(DropReason::NdInvalid);
+        }
+        let frame = batch.packet_mut(i).frame();
+        let end = ip_len(h, frame).ok_or(DropReason::Malformed)? + usize::from(h.l3_offset);
+        let msg = frame
+            .get(usize::from(h.l4_offset)..end)
+            .ok_or(DropReason::Malformed)?;
+        let pkt = icmpv6::Packet::new_checked(msg).map_err(|_| DropReason::NdInvalid)?;
+        let Ok(icmpv6::Repr::NeighborSolicit {
+            target_addr,
+            lladdr,
+        }) = icmpv6::Repr::parse(&pkt, src, dst)
+        else {
+            return Err(DropReason::NdInvalid);
+        };
+        // Duplicate address detection (unspecified source) is the pod probing its own address:
+        // answering would make it give the address up (RFC 4862 §5.4.3).
+        if src.is_unspecified() {
+            return Err(DropReason::NdUnknownTarget);
+        }
+        let link_local = (src.segments()[0] & 0xffc0) == 0xfe80;
+        if !(link_local || port.addrs.contains(&IpAddr::V6(src))) {
+            return Err(DropReason::SpoofedIp);
+        }
+        if lladdr.is_some_and(|l| l != mac.0) {
+            return Err(DropReason::SpoofedMac);
+        }
+        if !st.answers_for(IpAddr::V6(target_addr)) {
+            return Err(DropReason::NdUnknownTarget);
+        }
+        let router = st.router.gateway_v6 == Some(target_addr);
+        let Some((_, out)) = batch.spare(i) else {
+            return Err(DropReason::NoBuffer);
+        };
+        let n = neighbor::build_neighbor_advert(
+            &mut out.buffer_mut()[HEADROOM..],
+            st.router.mac,
+            target_addr,
+            mac,
+            src,
+            router,
+        );
+        let Some(n) = n else {
+            batch.unspare();
+            return Err(DropReason::NoBuffer);
+        };
+        let g = batch.packet_mut(batch.last_generated());
+        g.len = n;
+        g.disposition = Disposition::Output(port_id);
+        self.counters.tx(ing.idx, n);
+        self.folded.neighbor_replies += 1;
+        Ok(Disposition::Consumed)
+    }
+
+    /// Sends an ICMP error about packet `i` back to its source (routed like any packet: to the
+    /// local port, or encapsulated to the source's VTEP), if allowed and not rate-limited.
+    fn icmp_error(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        h: &Headers,
+        err: IcmpError,
+        now: Instant,
+    ) {
+        let Some(ip) = h.ip() else { return };
+        if !icmp::may_send_error(h) {
+            return;
+        }
+        let gateway = match ip.src {
+            IpAddr::V4(_) => st.router.gateway_v4.map(IpAddr::V4),
+            IpAddr::V6(_) => st.router.gateway_v6.map(IpAddr::V6),
+        };
+        let (Some(gw), Some(route)) = (gateway, st.route(ip.src)) else {
+            return;
+        };
+        if !self.limiter.allow(now) {
+            self.folded.icmp_rate_limited += 1;
+            return;
+        }
+        let Some((rx, out)) = batch.spare(i) else {
+            return;
+        };
+        let invoking = &rx.frame()[usize::from(h.l3_offset)..];
+        let invoking = &invoking[..ip_len(h, rx.frame()).unwrap_or(invoking.len())];
+        let body = &mut out.buffer_mut()[HEADROOM + 14..];
+        let n = match gw {
+            IpAddr::V4(g) => icmp::build_v4(body, g, invoking, err),
+            IpAddr::V6(g) => icmp::build_v6(body, g, invoking, err),
+        };
+        let Some(n) = n else {
+            batch.unspare();
+            return;
+        };
+        let (dst_mac, out_id, out_idx, vtep) = match route {
+            Route::Local { port } => {
+                let p = &st.ports[usize::from(port)];
+                (p.mac, p.id, port, None)
+            }
+            Route::Remote { vtep, mac } => {
+                let Some((u, _)) = st.port(st.router.uplink_port) else {
+                    batch.unspare();
+                    return;
+                };
+                (mac, st.router.uplink_port, u, Some(vtep))
+            }
+        };
+        let gi = batch.last_generated();
+        let g = batch.packet_mut(gi);
+        let ethertype: u16 = if gw.is_ipv4() { 0x0800 } else { 0x86dd };
+        {
+            let f = &mut g.buffer_mut()[HEADROOM..HEADROOM + 14];
+            f[0..6].copy_from_slice(&dst_mac.0);
+            f[6..12].copy_from_slice(&st.router.mac.0);
+            f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        }
+        g.start = HEADROOM;
+        g.len = 14 + n;
+        if let Some(v) = vtep {
+            let (buf, start, len) = g.parts_mut();
+            match st.overlay.encap(v, buf, start, len, 0, 0, None) {
+                Ok(s) => {
+                    g.len += start - s;
+                    g.start = s;
+                }
+                Err(_) => {
+                    batch.unspare();
+                    return;
+                }
+            }
+        }
+        g.disposition = Disposition::Output(out_id);
+        let tx = g.len;
+        self.counters.tx(out_idx, tx);
+        self.folded.icmp_errors += 1;
+    }
+}
+
+/// The verdict recorded for related packets (ICMP errors of tracked connections): no rule.
+const NO_VERDICT: Verdict = Verdict {
+    egress: Decision::NotAnEndpoint,
+    ingress: Decision::NotAnEndpoint,
+};
+
+fn is_multicast(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => v.is_multicast() || v.is_broadcast(),
+        IpAddr::V6(v) => v.is_multicast(),
+    }
+}
+
+/// Decrements the TTL (IPv4, with the RFC 1624 incremental header checksum update) or the hop
+/// limit (IPv6, no header checksum). The caller checked `ttl > 1`.
+#[inline]
+fn dec_ttl(frame: &mut [u8], h: &Headers) {
+    let l3 = usize::from(h.l3_offset);
+    match h.ip().map(|ip| ip.src) {
+        Some(IpAddr::V4(_)) => {
+            let (Some(&ttl), Some(&proto)) = (frame.get(l3 + 8), frame.get(l3 + 9)) else {
+                return;
+            };
+            let Some(c) = frame.get(l3 + 10..l3 + 12) else {
+                return;
+            };
+            let old = u16::from_be_bytes([ttl, proto]);
+            let new = u16::from_be_bytes([ttl.wrapping_sub(1), proto]);
+            let sum = podswitch_wire::checksum::update(u16::from_be_bytes([c[0], c[1]]), old, new);
+            frame[l3 + 8] = ttl.wrapping_sub(1);
+            frame[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+        }
+        Some(IpAddr::V6(_)) => {
+            if let Some(hl) = frame.get_mut(l3 + 7) {
+                *hl = hl.wrapping_sub(1);
+            }
+        }
+        None => {}
+    }
+}
