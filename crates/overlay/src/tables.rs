@@ -294,3 +294,170 @@ impl Overlay {
             .is_some_and(|e| e.vtep == vtep)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    const MAC: Address = Address([2, 0, 0, 0, 0, 1]);
+    const PEER_MAC: Address = Address([2, 0, 0, 0, 0, 2]);
+
+    fn v4(d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 77, 0, d))
+    }
+
+    fn overlay() -> Overlay {
+        Overlay::new(LocalVtep::new(v4(1), MAC, 1500, &[42, 7])).unwrap()
+    }
+
+    fn vtep(id: u32, d: u8, vni: u32) -> Vtep {
+        Vtep {
+            id,
+            ip: v4(d),
+            next_hop_mac: PEER_MAC,
+            vni,
+            gbp: false,
+        }
+    }
+
+    #[test]
+    fn local_config_is_validated() {
+        let small = LocalVtep::new(v4(1), MAC, 117, &[1]);
+        assert_eq!(
+            Overlay::new(small).unwrap_err(),
+            OverlayError::MtuTooSmall(117)
+        );
+        assert!(Overlay::new(LocalVtep::new(v4(1), MAC, 118, &[1])).is_ok());
+        let v6 = LocalVtep::new(IpAddr::V6(Ipv6Addr::LOCALHOST), MAC, 1279, &[1]);
+        assert_eq!(
+            Overlay::new(v6).unwrap_err(),
+            OverlayError::MtuTooSmall(1279)
+        );
+        let big_vni = LocalVtep::new(v4(1), MAC, 1500, &[1 << 24]);
+        assert_eq!(
+            Overlay::new(big_vni).unwrap_err(),
+            OverlayError::VniOutOfRange(1 << 24)
+        );
+        let mut port0 = LocalVtep::new(v4(1), MAC, 1500, &[1]);
+        port0.udp_port = 0;
+        assert_eq!(Overlay::new(port0).unwrap_err(), OverlayError::BadPort);
+    }
+
+    #[test]
+    fn mtu_rules() {
+        let o = overlay();
+        assert_eq!((o.pod_mtu(), o.overhead()), (1450, 50));
+        let o6 = Overlay::new(LocalVtep::new(
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            MAC,
+            1500,
+            &[1],
+        ))
+        .unwrap();
+        assert_eq!((o6.pod_mtu(), o6.overhead()), (1430, 70));
+    }
+
+    #[test]
+    fn vtep_table_rules() {
+        let mut o = overlay();
+        o.add_vtep(vtep(1, 2, 42)).unwrap();
+        o.add_vtep(vtep(2, 2, 7)).unwrap();
+        assert_eq!(o.vtep_by_addr(v4(2), 42), Some(1));
+        assert_eq!(o.vtep_by_addr(v4(2), 7), Some(2));
+        assert_eq!(o.vtep_by_addr(v4(3), 42), None);
+        assert_eq!(o.vtep(1).map(|v| v.vni), Some(42));
+        assert_eq!(o.vteps().count(), 2);
+        assert_eq!(
+            o.add_vtep(vtep(1, 3, 42)),
+            Err(OverlayError::DuplicateVtep(1))
+        );
+        assert_eq!(
+            o.add_vtep(vtep(3, 2, 42)),
+            Err(OverlayError::DuplicateAddress {
+                ip: v4(2),
+                vni: 42,
+                existing: 1
+            })
+        );
+        assert_eq!(
+            o.add_vtep(vtep(4, 4, 43)),
+            Err(OverlayError::VniNotServed(43))
+        );
+        assert_eq!(
+            o.add_vtep(vtep(4, 4, 1 << 24)),
+            Err(OverlayError::VniOutOfRange(1 << 24))
+        );
+        assert_eq!(
+            o.add_vtep(vtep(MAX_VTEPS, 4, 42)),
+            Err(OverlayError::VtepIdOutOfRange(MAX_VTEPS))
+        );
+        let mut six = vtep(5, 5, 42);
+        six.ip = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(o.add_vtep(six), Err(OverlayError::FamilyMismatch(six.ip)));
+    }
+
+    #[test]
+    fn endpoints_route_and_check_ownership() {
+        let mut o = overlay();
+        o.add_vtep(vtep(1, 2, 42)).unwrap();
+        o.add_vtep(vtep(2, 3, 42)).unwrap();
+        let pod = IpAddr::V4(Ipv4Addr::new(10, 77, 42, 2));
+        let pod_mac = Address([0xe6, 0x81, 0x74, 0x2f, 0x07, 0xed]);
+        assert_eq!(
+            o.insert_endpoint(
+                pod,
+                Endpoint {
+                    vtep: 9,
+                    mac: pod_mac
+                }
+            ),
+            Err(OverlayError::UnknownVtep(9))
+        );
+        assert_eq!(
+            o.insert_endpoint(
+                pod,
+                Endpoint {
+                    vtep: 1,
+                    mac: pod_mac
+                }
+            ),
+            Ok(None)
+        );
+        assert_eq!(
+            o.endpoint(pod),
+            Some(RemoteEndpoint {
+                vtep: 1,
+                mac: pod_mac,
+                vni: 42
+            })
+        );
+        assert!(o.owns(1, pod));
+        assert!(
+            !o.owns(2, pod),
+            "another VTEP must not source this pod's address"
+        );
+        assert!(!o.owns(1, IpAddr::V4(Ipv4Addr::new(10, 77, 42, 3))));
+        // Moving the endpoint to another node.
+        assert!(
+            o.insert_endpoint(
+                pod,
+                Endpoint {
+                    vtep: 2,
+                    mac: pod_mac
+                }
+            )
+            .unwrap()
+            .is_some()
+        );
+        assert!(o.owns(2, pod) && !o.owns(1, pod));
+        // Removing the VTEP removes what sits behind it.
+        assert_eq!(o.remove_vtep(2).map(|v| v.id), Some(2));
+        assert_eq!(o.endpoint(pod), None);
+        assert_eq!(o.endpoint_count(), 0);
+        assert_eq!(o.vtep_by_addr(v4(3), 42), None);
+        assert_eq!(o.remove_vtep(2), None);
+        assert_eq!(o.remove_vtep(MAX_VTEPS + 10), None);
+        assert_eq!(o.remove_endpoint(pod), None);
+    }
+}

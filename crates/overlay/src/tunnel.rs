@@ -357,3 +357,359 @@ impl Overlay {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::{LocalVtep, Overlay, Vtep};
+    use core::net::{Ipv4Addr, Ipv6Addr};
+    use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
+    use podswitch_wire::ethernet::Address;
+    use podswitch_wire::parse_frame;
+
+    const MAC1: Address = Address([2, 0, 0, 0, 0, 1]);
+    const MAC2: Address = Address([2, 0, 0, 0, 0, 2]);
+    const HEADROOM: usize = 128;
+
+    fn ip4(d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 77, 0, d))
+    }
+
+    fn ip6(d: u16) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, d))
+    }
+
+    /// Node `me` with VTEPs to `peer` on VNI 42 (id 1, no GBP) and VNI 7 (id 2, GBP).
+    fn node(me: IpAddr, my_mac: Address, peer: IpAddr, peer_mac: Address) -> Overlay {
+        let mut o = Overlay::new(LocalVtep::new(me, my_mac, 1500, &[42, 7])).unwrap();
+        for (id, vni, gbp) in [(1, 42, false), (2, 7, true)] {
+            o.add_vtep(Vtep {
+                id,
+                ip: peer,
+                next_hop_mac: peer_mac,
+                vni,
+                gbp,
+            })
+            .unwrap();
+        }
+        o
+    }
+
+    /// A 64-byte inner frame (UDP over IPv4, DSCP 46) in a buffer with headroom.
+    fn inner(dscp: u8) -> (Vec<u8>, usize) {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(
+            [0x86, 0xf0, 0xe2, 0xaf, 0xb8, 0xd3],
+            [0xe6, 0x81, 0x74, 0x2f, 7, 0xed],
+        )
+        .ipv4([10, 77, 42, 1], [10, 77, 42, 2], 64)
+        .udp(1234, 5678)
+        .write(&mut f, &[0xab; 22])
+        .unwrap();
+        assert_eq!(f.len(), 64);
+        {
+            let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+            ip.set_dscp(dscp);
+            ip.fill_checksum();
+        }
+        let mut buf = vec![0xa5; HEADROOM];
+        buf.extend_from_slice(&f);
+        let len = f.len();
+        (buf, len)
+    }
+
+    #[test]
+    fn ipv4_outer_header_verified_by_etherparse() {
+        let o = node(ip4(1), MAC1, ip4(2), MAC2);
+        let (mut buf, len) = inner(46);
+        let orig = buf[HEADROOM..].to_vec();
+        let hash = 0xdead_beef;
+        let s = o.encap(1, &mut buf, HEADROOM, len, hash, 46, None).unwrap();
+        assert_eq!(s, HEADROOM - OVERHEAD_V4);
+        let out = &buf[s..];
+        assert_eq!(out.len(), len + 50);
+        let p = PacketHeaders::from_ethernet_slice(out).unwrap();
+        let Some(etherparse::LinkHeader::Ethernet2(eth)) = p.link else {
+            panic!("no Ethernet header")
+        };
+        assert_eq!((eth.source, eth.destination), (MAC1.0, MAC2.0));
+        let Some(NetHeaders::Ipv4(ip, _)) = p.net else {
+            panic!("not IPv4")
+        };
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        assert_eq!(usize::from(ip.total_len), len + 36);
+        assert_eq!(ip.dscp.value(), 46);
+        assert!(ip.dont_fragment && !ip.more_fragments);
+        assert_eq!(
+            (ip.source, ip.destination),
+            ([10, 77, 0, 1], [10, 77, 0, 2])
+        );
+        assert_eq!(ip.time_to_live, OUTER_TTL);
+        let Some(TransportHeader::Udp(u)) = p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!(u.destination_port, 4789);
+        assert_eq!(usize::from(u.length), len + 16);
+        assert_eq!(u.checksum, 0, "RFC 7348 §5: zero UDP checksum over IPv4");
+        assert_eq!(u.source_port, source_port(hash));
+        assert!(u.source_port >= 49152);
+        // VXLAN: I flag, VNI 42, reserved zero; then the untouched inner frame.
+        assert_eq!(&out[42..50], &[0x08, 0, 0, 0, 0, 0, 42, 0]);
+        assert_eq!(&out[50..], &orig[..]);
+        // Our own parser agrees.
+        let h = parse_frame(out).unwrap();
+        assert_eq!(h.vxlan.map(|v| (v.vni, v.inner_offset)), Some((42, 50)));
+    }
+
+    #[test]
+    fn checksum_is_right_for_every_length_and_dscp() {
+        let o = node(ip4(1), MAC1, ip4(2), MAC2);
+        for (len, dscp) in [(14, 0), (64, 63), (1000, 10), (1464, 46)] {
+            let mut buf = vec![0u8; HEADROOM + len];
+            let s = o.encap(1, &mut buf, HEADROOM, len, 7, dscp, None).unwrap();
+            let ip = ipv4::Packet::new_checked(&buf[s + 14..]).unwrap();
+            assert!(ip.verify_checksum(), "len {len} dscp {dscp}");
+            assert_eq!((ip.dscp(), usize::from(ip.total_len())), (dscp, len + 36));
+        }
+    }
+
+    #[test]
+    fn source_port_is_stable_per_flow_and_spread() {
+        let mut ports = std::collections::HashSet::new();
+        for i in 0..4096u32 {
+            let h = i.wrapping_mul(0x9e37_79b9);
+            let p = source_port(h);
+            assert!(p >= 49152);
+            assert_eq!(p, source_port(h));
+            ports.insert(p);
+        }
+        assert!(ports.len() > 3000, "{} distinct ports", ports.len());
+    }
+
+    #[test]
+    fn gbp_written_only_when_the_vtep_supports_it() {
+        let o = node(ip4(1), MAC1, ip4(2), MAC2);
+        let (mut buf, len) = inner(0);
+        let s = o
+            .encap(2, &mut buf, HEADROOM, len, 1, 0, Some(0x1234))
+            .unwrap();
+        assert_eq!(&buf[s + 42..s + 50], &[0x88, 0, 0x12, 0x34, 0, 0, 7, 0]);
+        let h = parse_frame(&buf[s..]).unwrap();
+        assert_eq!(
+            h.vxlan.and_then(|v| v.gbp).map(|g| g.group_policy_id),
+            Some(0x1234)
+        );
+        let (mut buf, len) = inner(0);
+        let s = o
+            .encap(1, &mut buf, HEADROOM, len, 1, 0, Some(0x1234))
+            .unwrap();
+        assert_eq!(&buf[s + 42..s + 50], &[0x08, 0, 0, 0, 0, 0, 42, 0]);
+        // A GBP VTEP without a group: plain header.
+        let (mut buf, len) = inner(0);
+        let s = o.encap(2, &mut buf, HEADROOM, len, 1, 0, None).unwrap();
+        assert_eq!(buf[s + 42], 0x08);
+    }
+
+    #[test]
+    fn ipv6_outer_with_valid_udp_checksum() {
+        let o = node(ip6(1), MAC1, ip6(2), MAC2);
+        let (mut buf, len) = inner(46);
+        let orig = buf[HEADROOM..].to_vec();
+        let hash = 0x0012_3456;
+        let s = o.encap(1, &mut buf, HEADROOM, len, hash, 46, None).unwrap();
+        assert_eq!(s, HEADROOM - OVERHEAD_V6);
+        let out = &buf[s..];
+        let p = PacketHeaders::from_ethernet_slice(out).unwrap();
+        let Some(NetHeaders::Ipv6(ip, _)) = &p.net else {
+            panic!("not IPv6")
+        };
+        assert_eq!(usize::from(ip.payload_length), len + 16);
+        assert_eq!(ip.traffic_class, 46 << 2);
+        assert_eq!(ip.flow_label.value(), hash & 0xf_ffff);
+        assert_eq!(ip.hop_limit, OUTER_TTL);
+        let Some(TransportHeader::Udp(u)) = p.transport else {
+            panic!("not UDP")
+        };
+        assert_ne!(u.checksum, 0);
+        assert_eq!(u.checksum, u.calc_checksum_ipv6(ip, &out[62..]).unwrap());
+        assert_eq!(
+            (u.destination_port, u.source_port),
+            (4789, source_port(hash))
+        );
+        assert_eq!(&out[70..], &orig[..]);
+        // And with every DSCP and a GBP group the checksum still verifies (our verifier).
+        let o = node(ip6(1), MAC1, ip6(2), MAC2);
+        for dscp in [0, 1, 63] {
+            let (mut buf, len) = inner(dscp);
+            let s = o
+                .encap(2, &mut buf, HEADROOM, len, 99, dscp, Some(0xffff))
+                .unwrap();
+            let ph = podswitch_wire::PseudoHeader::V6 {
+                src: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+                dst: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+            };
+            assert!(
+                udp::Packet::new_checked(&buf[s + 54..])
+                    .unwrap()
+                    .verify_checksum(&ph)
+            );
+        }
+    }
+
+    #[test]
+    fn encap_errors() {
+        let o = node(ip4(1), MAC1, ip4(2), MAC2);
+        let (mut buf, len) = inner(0);
+        assert_eq!(
+            o.encap(9, &mut buf, HEADROOM, len, 0, 0, None),
+            Err(EncapError::UnknownVtep)
+        );
+        assert_eq!(
+            o.encap(1, &mut buf, 49, 64, 0, 0, None),
+            Err(EncapError::NoHeadroom)
+        );
+        assert_eq!(
+            o.encap(1, &mut buf, HEADROOM, len + 1, 0, 0, None),
+            Err(EncapError::BadFrame)
+        );
+        assert_eq!(
+            o.encap(1, &mut buf, HEADROOM, 13, 0, 0, None),
+            Err(EncapError::BadFrame)
+        );
+        assert_eq!(
+            o.encap(1, &mut buf, usize::MAX, 20, 0, 0, None),
+            Err(EncapError::BadFrame)
+        );
+        // Tunnel MTU: an inner IP packet of pod MTU (1450) fits, one byte more does not.
+        let mut big = vec![0u8; HEADROOM + 14 + 1451];
+        assert_eq!(
+            o.encap(1, &mut big, HEADROOM, 14 + 1450, 0, 0, None),
+            Ok(HEADROOM - 50)
+        );
+        assert_eq!(
+            o.encap(1, &mut big, HEADROOM, 14 + 1451, 0, 0, None),
+            Err(EncapError::MtuExceeded)
+        );
+        let o6 = node(ip6(1), MAC1, ip6(2), MAC2);
+        assert_eq!(
+            o6.encap(1, &mut big, HEADROOM, 14 + 1430, 0, 0, None),
+            Ok(HEADROOM - 70)
+        );
+        assert_eq!(
+            o6.encap(1, &mut big, HEADROOM, 14 + 1431, 0, 0, None),
+            Err(EncapError::MtuExceeded)
+        );
+        assert_eq!(
+            EncapError::MtuExceeded.drop_reason(),
+            DropReason::MtuExceeded
+        );
+    }
+
+    fn round_trip(a: &Overlay, b: &Overlay) {
+        for vtep in [1, 2] {
+            let (mut buf, len) = inner(10);
+            let orig = buf[HEADROOM..].to_vec();
+            let s = a
+                .encap(vtep, &mut buf, HEADROOM, len, 5, 10, Some(77))
+                .unwrap();
+            let out = &buf[s..];
+            let h = parse_frame(out).unwrap();
+            let d = b.decap(out, &h).unwrap();
+            let want_vni = a.vtep(vtep).unwrap().vni;
+            assert_eq!(d.vni, want_vni);
+            assert_eq!(b.vtep(d.vtep).map(|v| v.vni), Some(want_vni));
+            assert_eq!(d.gbp.map(|g| g.group_policy_id), (vtep == 2).then_some(77));
+            assert_eq!(
+                &out[d.inner_offset..d.inner_offset + d.inner_len],
+                &orig[..]
+            );
+        }
+    }
+
+    #[test]
+    fn encap_then_decap_round_trips() {
+        round_trip(
+            &node(ip4(1), MAC1, ip4(2), MAC2),
+            &node(ip4(2), MAC2, ip4(1), MAC1),
+        );
+        round_trip(
+            &node(ip6(1), MAC1, ip6(2), MAC2),
+            &node(ip6(2), MAC2, ip6(1), MAC1),
+        );
+    }
+
+    /// An outer frame from node 1 to node 2, patched by `edit` (IPv4 header checksum refreshed).
+    fn outer(edit: impl FnOnce(&mut Vec<u8>)) -> Result<Decapsulated, DecapError> {
+        let a = node(ip4(1), MAC1, ip4(2), MAC2);
+        let b = node(ip4(2), MAC2, ip4(1), MAC1);
+        let (mut buf, len) = inner(0);
+        let s = a.encap(1, &mut buf, HEADROOM, len, 5, 0, None).unwrap();
+        let mut f = buf[s..].to_vec();
+        edit(&mut f);
+        ipv4::Packet::new_unchecked(&mut f[14..34]).fill_checksum();
+        let h = parse_frame(&f).unwrap();
+        b.decap(&f, &h)
+    }
+
+    #[test]
+    fn every_decap_error_is_reachable() {
+        assert!(outer(|_| ()).is_ok());
+        // Not UDP at all, and UDP to another port.
+        let mut tcp = Vec::new();
+        PacketBuilder::ethernet2(MAC1.0, MAC2.0)
+            .ipv4([10, 77, 0, 1], [10, 77, 0, 2], 64)
+            .tcp(1, 4789, 0, 100)
+            .write(&mut tcp, &[])
+            .unwrap();
+        let b = node(ip4(2), MAC2, ip4(1), MAC1);
+        assert_eq!(
+            b.decap(&tcp, &parse_frame(&tcp).unwrap()),
+            Err(DecapError::NotVxlan)
+        );
+        assert_eq!(
+            outer(|f| f[36..38].copy_from_slice(&53u16.to_be_bytes())),
+            Err(DecapError::NotVxlan)
+        );
+        // An ARP frame has no IP layer.
+        let arp = parse_frame(&[
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 6, 0, 1, 8, 0, 6, 4, 0, 1, 2,
+            0, 0, 0, 0, 1, 10, 77, 0, 1, 0, 0, 0, 0, 0, 0, 10, 77, 0, 2,
+        ])
+        .unwrap();
+        assert_eq!(b.decap(&[], &arp), Err(DecapError::NotVxlan));
+        // Fragments: a first fragment (MF) and a later one (offset).
+        assert_eq!(outer(|f| f[20] |= 0x20), Err(DecapError::Fragmented));
+        assert_eq!(outer(|f| f[21] = 8), Err(DecapError::Fragmented));
+        // Addressed to another VTEP.
+        assert_eq!(outer(|f| f[33] = 3), Err(DecapError::NotLocal));
+        // I flag clear.
+        assert_eq!(outer(|f| f[42] = 0), Err(DecapError::BadHeader));
+        // Unknown VNI, unknown source VTEP, and a known VTEP on a VNI it is not configured for.
+        assert_eq!(outer(|f| f[48] = 43), Err(DecapError::UnknownVni));
+        assert_eq!(outer(|f| f[29] = 9), Err(DecapError::UnknownVtep));
+        // Truncated: the UDP datagram ends inside the inner Ethernet header.
+        assert_eq!(
+            outer(|f| {
+                f.truncate(14 + 20 + 8 + 8 + 10);
+                f[16..18].copy_from_slice(&46u16.to_be_bytes());
+                f[38..40].copy_from_slice(&26u16.to_be_bytes());
+            }),
+            Err(DecapError::Truncated)
+        );
+        for (e, r) in [
+            (DecapError::NotVxlan, DropReason::VxlanBadHeader),
+            (DecapError::Fragmented, DropReason::VxlanFragment),
+            (DecapError::NotLocal, DropReason::VxlanNotLocal),
+            (DecapError::UnknownVni, DropReason::UnknownVni),
+            (DecapError::UnknownVtep, DropReason::UnknownVtep),
+        ] {
+            assert_eq!(e.drop_reason(), r);
+        }
+    }
+
+    #[test]
+    fn padded_outer_frame_reports_inner_length_from_udp() {
+        let d = outer(|f| f.extend_from_slice(&[0; 6])).unwrap();
+        assert_eq!((d.inner_offset, d.inner_len), (50, 64));
+    }
+}
