@@ -141,15 +141,98 @@ impl IpBlock {
 #[derive(Debug, Clone, Default)]
 struct Level {
     len: u8,
+    mask: u128,
     entries: HashMap<u128, bool>,
 }
+
+/// One prefix of a small table; `mask` is precomputed so a probe is an AND and a compare.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    bits: u128,
+    mask: u128,
+    value: bool,
+}
+
+/// Up to this many prefixes per family, a linear scan (longest first) beats hashing: the usual
+/// ipBlock rule holds one block and a few exceptions.
+const SMALL: usize = 16;
+
+#[derive(Debug, Clone)]
+enum Family {
+    /// Entries sorted by prefix length, longest first: the first hit is the longest match.
+    Small(Box<[Entry]>),
+    /// One hash level per distinct prefix length, longest first.
+    Levels(Box<[Level]>),
+}
+
+impl Default for Family {
+    fn default() -> Self {
+        Self::Small(Box::new([]))
+    }
+}
+
+impl Family {
+    fn build(mut prefixes: Vec<(Cidr, bool)>, max: u8) -> Self {
+        prefixes.sort_by_key(|(c, _)| core::cmp::Reverse(c.len));
+        if prefixes.len() <= SMALL {
+            return Self::Small(
+                prefixes
+                    .iter()
+                    .map(|(c, v)| Entry {
+                        bits: c.bits,
+                        mask: mask(c.len, max),
+                        value: *v,
+                    })
+                    .collect(),
+            );
+        }
+        let mut levels: Vec<Level> = Vec::new();
+        for (c, v) in prefixes {
+            if levels.last().is_none_or(|l| l.len != c.len) {
+                levels.push(Level {
+                    len: c.len,
+                    mask: mask(c.len, max),
+                    entries: HashMap::new(),
+                });
+            }
+            if let Some(l) = levels.last_mut() {
+                l.entries.insert(c.bits, v);
+            }
+        }
+        Self::Levels(levels.into_boxed_slice())
+    }
+
+    #[inline]
+    fn lookup(&self, bits: u128) -> bool {
+        match self {
+            Self::Small(entries) => {
+                for e in entries {
+                    if bits & e.mask == e.bits {
+                        return e.value;
+                    }
+                }
+                false
+            }
+            Self::Levels(levels) => {
+                for level in levels {
+                    if let Some(v) = level.entries.get(&(bits & level.mask)) {
+                        return *v;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Prefixes of one family with their membership value.
+type Prefixes = Vec<(Cidr, bool)>;
 
 /// Longest-prefix-match table over the union of several ipBlocks (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct CidrTable {
-    /// Levels sorted by prefix length, longest first.
-    v4: Box<[Level]>,
-    v6: Box<[Level]>,
+    v4: Family,
+    v6: Family,
     entries: usize,
 }
 
@@ -162,47 +245,47 @@ impl CidrTable {
             .collect();
         prefixes.sort();
         prefixes.dedup();
-        let mut v4: Vec<Level> = Vec::new();
-        let mut v6: Vec<Level> = Vec::new();
-        for p in &prefixes {
-            let value = blocks
-                .iter()
-                .any(|b| b.cidr.covers(p) && !b.except.iter().any(|e| e.covers(p)));
-            let levels = if p.v6 { &mut v6 } else { &mut v4 };
-            let level = if let Some(i) = levels.iter_mut().position(|l| l.len == p.len) {
-                &mut levels[i]
-            } else {
-                levels.push(Level {
-                    len: p.len,
-                    entries: HashMap::new(),
-                });
-                let last = levels.len() - 1;
-                &mut levels[last]
-            };
-            level.entries.insert(p.bits, value);
-        }
-        v4.sort_by_key(|l| core::cmp::Reverse(l.len));
-        v6.sort_by_key(|l| core::cmp::Reverse(l.len));
+        let entries = prefixes.len();
+        let (v6, v4): (Prefixes, Prefixes) = prefixes
+            .into_iter()
+            .map(|p| {
+                let value = blocks
+                    .iter()
+                    .any(|b| b.cidr.covers(&p) && !b.except.iter().any(|e| e.covers(&p)));
+                (p, value)
+            })
+            .partition(|(p, _)| p.v6);
         Self {
-            v4: v4.into_boxed_slice(),
-            v6: v6.into_boxed_slice(),
-            entries: prefixes.len(),
+            v4: Family::build(v4, 32),
+            v6: Family::build(v6, 128),
+            entries,
         }
     }
 
     /// True when `addr` is in the union of the blocks.
     #[inline]
     pub fn contains(&self, addr: IpAddr) -> bool {
-        let (levels, bits, max) = match addr {
-            IpAddr::V4(a) => (&self.v4, u128::from(u32::from(a)), 32),
-            IpAddr::V6(a) => (&self.v6, u128::from(a), 128),
-        };
-        for level in levels {
-            if let Some(v) = level.entries.get(&(bits & mask(level.len, max))) {
-                return *v;
-            }
+        match addr {
+            IpAddr::V4(a) => self.v4.lookup(u128::from(u32::from(a))),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         }
-        false
+    }
+
+    /// The table as (family is v6, prefix length, network bits, member) entries, each family
+    /// longest first, when both families use the small linear form; `None` for hash levels.
+    pub(crate) fn small_entries(&self) -> Option<Vec<(bool, u8, u128, bool)>> {
+        let mut out = Vec::new();
+        for (fam, v6) in [(&self.v4, false), (&self.v6, true)] {
+            let Family::Small(entries) = fam else {
+                return None;
+            };
+            out.extend(
+                entries
+                    .iter()
+                    .map(|e| (v6, e.mask.count_ones() as u8, e.bits, e.value)),
+            );
+        }
+        Some(out)
     }
 
     /// Number of prefixes stored.
@@ -287,6 +370,29 @@ mod tests {
         assert!(t.contains(ip("2001:db8:2::1")));
         assert!(!t.contains(ip("2001:db8:1::1")));
         assert!(!t.contains(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn large_table_uses_hash_levels_and_agrees() {
+        // 40 /24 blocks with one /28 except each: more than SMALL prefixes.
+        let blocks: Vec<IpBlock> = (0..40u8)
+            .map(|i| {
+                IpBlock::new(
+                    c(&format!("10.{i}.0.0/24")),
+                    vec![c(&format!("10.{i}.0.16/28"))],
+                )
+                .unwrap()
+            })
+            .collect();
+        let t = CidrTable::build(&blocks);
+        assert!(matches!(t.v4, Family::Levels(_)));
+        assert_eq!(t.entries(), 80);
+        for i in 0..42u8 {
+            for host in [1u8, 16, 20, 31, 32, 255] {
+                let a = ip(&format!("10.{i}.0.{host}"));
+                assert_eq!(t.contains(a), blocks.iter().any(|b| b.contains(a)), "{a}");
+            }
+        }
     }
 
     fn arb_block() -> impl Strategy<Value = IpBlock> {

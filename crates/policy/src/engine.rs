@@ -21,6 +21,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::cidr::CidrTable;
 use crate::error::{EngineError, PolicyError};
+use crate::hot::{self, HotEndpoint};
 use crate::selector::Labels;
 use crate::spec::{
     Endpoint, EndpointKind, GroupKey, NAMESPACE_NAME_LABEL, PeerSpec, PolicySpec, PortSpec,
@@ -131,8 +132,8 @@ impl PortMatch {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Peers {
-    /// Sorted group ids.
-    pub(crate) groups: Box<[GroupId]>,
+    /// Sorted group ids (raw `GroupId.0`, the form endpoint views store).
+    pub(crate) groups: Box<[u32]>,
     pub(crate) cidrs: CidrTable,
 }
 
@@ -153,7 +154,7 @@ impl Rule {
     }
 
     #[inline]
-    pub(crate) fn peer_matches(&self, groups: &[GroupId], addr: Option<IpAddr>) -> bool {
+    pub(crate) fn peer_matches(&self, groups: &[u32], addr: Option<IpAddr>) -> bool {
         match &self.peers {
             None => true,
             Some(p) => {
@@ -162,6 +163,14 @@ impl Rule {
             }
         }
     }
+}
+
+/// A policy's verdict-path form: one program per isolated direction and its CIDR tables.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HotPolicy {
+    pub(crate) ingress: Option<Arc<[u32]>>,
+    pub(crate) egress: Option<Arc<[u32]>>,
+    pub(crate) cidrs: Arc<[CidrTable]>,
 }
 
 /// A compiled policy as workers see it.
@@ -201,12 +210,31 @@ pub(crate) struct EndpointView {
     pub(crate) name: String,
     pub(crate) kind: EndpointKind,
     pub(crate) addr: Option<IpAddr>,
-    pub(crate) groups: Box<[GroupId]>,
-    pub(crate) ingress: Box<[PolicyId]>,
-    pub(crate) egress: Box<[PolicyId]>,
+    /// Sorted group ids, then the ingress-selecting policy ids, then the egress-selecting ones
+    /// (raw u32s in one allocation: one cache miss per endpoint on the verdict path).
+    pub(crate) ids: Box<[u32]>,
+    pub(crate) n_groups: u32,
+    pub(crate) n_ingress: u32,
     pub(crate) named: Box<[NamedPort]>,
     /// Every container port, named or not (for tools; not on the verdict path).
     pub(crate) ports: Box<[(Protocol, u16)]>,
+}
+
+impl EndpointView {
+    #[inline]
+    pub(crate) fn groups(&self) -> &[u32] {
+        &self.ids[..self.n_groups as usize]
+    }
+
+    #[inline]
+    pub(crate) fn ingress(&self) -> &[u32] {
+        &self.ids[self.n_groups as usize..(self.n_groups + self.n_ingress) as usize]
+    }
+
+    #[inline]
+    pub(crate) fn egress(&self) -> &[u32] {
+        &self.ids[(self.n_groups + self.n_ingress) as usize..]
+    }
 }
 
 /// Sizes of the compiled state. `entries()` is what must grow linearly with endpoints.
@@ -257,6 +285,9 @@ pub struct Snapshot {
     pub(crate) by_addr: Arc<HashMap<IpAddr, EndpointId>>,
     pub(crate) by_name: Arc<HashMap<(String, String), EndpointId>>,
     pub(crate) policies: Arc<Vec<Option<Arc<CompiledPolicy>>>>,
+    /// Verdict-path encodings, indexed like `endpoints` / `policies` (see `hot`).
+    pub(crate) hot_endpoints: Arc<Vec<Option<Arc<[u32]>>>>,
+    pub(crate) hot_policies: Arc<Vec<HotPolicy>>,
     pub(crate) port_names: Arc<Vec<String>>,
     pub(crate) groups: usize,
     pub(crate) namespaces: usize,
@@ -296,6 +327,11 @@ impl Snapshot {
         self.view(id)
             .into_iter()
             .flat_map(|v| v.ports.iter().copied())
+    }
+
+    /// The primary address of an endpoint.
+    pub fn endpoint_address(&self, id: EndpointId) -> Option<IpAddr> {
+        self.view(id).and_then(|v| v.addr)
     }
 
     /// What kind of workload an endpoint is.
@@ -358,32 +394,31 @@ impl Snapshot {
                 ingress: Decision::SameEndpoint,
             };
         }
-        let sv = s.and_then(|id| self.view(id));
-        let dv = d.and_then(|id| self.view(id));
-        let no_groups: &[GroupId] = &[];
-        let no_named: &[NamedPort] = &[];
-        let dst_named = dv.map_or(no_named, |v| &v.named);
-        let egress = match sv {
+        let sh = s.and_then(|id| self.hot(id));
+        let dh = d.and_then(|id| self.hot(id));
+        let dst_named = dh.map_or(&[][..], |h| h.named);
+        let proto = protocol.ip_number();
+        let egress = match sh {
             None => Decision::NotAnEndpoint,
-            Some(v) => self.side(
-                &v.egress,
+            Some(h) => self.side(
+                h.egress,
                 Direction::Egress,
-                dv.map_or(no_groups, |v| &v.groups),
+                dh.unwrap_or(HotEndpoint::EMPTY).groups,
                 dst_addr,
                 dst_named,
-                protocol,
+                proto,
                 port,
             ),
         };
-        let ingress = match dv {
+        let ingress = match dh {
             None => Decision::NotAnEndpoint,
-            Some(v) => self.side(
-                &v.ingress,
+            Some(h) => self.side(
+                h.ingress,
                 Direction::Ingress,
-                sv.map_or(no_groups, |v| &v.groups),
+                sh.unwrap_or(HotEndpoint::EMPTY).groups,
                 src_addr,
                 dst_named,
-                protocol,
+                proto,
                 port,
             ),
         };
@@ -391,38 +426,55 @@ impl Snapshot {
     }
 
     #[inline]
+    fn hot(&self, id: EndpointId) -> Option<HotEndpoint<'_>> {
+        self.hot_endpoints
+            .get(id.0 as usize)?
+            .as_deref()
+            .map(HotEndpoint::decode)
+    }
+
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     fn side(
         &self,
-        selecting: &[PolicyId],
+        selecting: &[u32],
         direction: Direction,
-        peer_groups: &[GroupId],
+        peer_groups: &[u32],
         peer_addr: Option<IpAddr>,
-        dst_named: &[NamedPort],
-        protocol: Protocol,
+        dst_named: &[u32],
+        proto: u8,
         port: u16,
     ) -> Decision {
         let Some(first) = selecting.first() else {
             return Decision::NotIsolated;
         };
         for &pid in selecting {
-            let Some(rules) = self.policy(pid).and_then(|p| p.rules(direction)) else {
+            let Some(p) = self.hot_policies.get(pid as usize) else {
                 continue;
             };
-            for (i, r) in rules.iter().enumerate() {
-                if r.port_matches(protocol, port, dst_named)
-                    && r.peer_matches(peer_groups, peer_addr)
-                {
-                    return Decision::Allowed(RuleRef {
-                        policy: pid,
-                        direction,
-                        rule: i as u32,
-                    });
-                }
+            let prog = match direction {
+                Direction::Ingress => p.ingress.as_deref(),
+                Direction::Egress => p.egress.as_deref(),
+            };
+            let Some(prog) = prog else { continue };
+            if let Some(rule) = hot::first_match(
+                prog,
+                &p.cidrs,
+                peer_groups,
+                peer_addr,
+                dst_named,
+                proto,
+                port,
+            ) {
+                return Decision::Allowed(RuleRef {
+                    policy: PolicyId(pid),
+                    direction,
+                    rule,
+                });
             }
         }
         Decision::Denied {
-            isolated_by: *first,
+            isolated_by: PolicyId(*first),
         }
     }
 
@@ -437,8 +489,8 @@ impl Snapshot {
         };
         for v in self.endpoints.iter().flatten() {
             s.endpoints += 1;
-            s.group_memberships += v.groups.len();
-            s.selections += v.ingress.len() + v.egress.len();
+            s.group_memberships += v.groups().len();
+            s.selections += v.ingress().len() + v.egress().len();
             s.named_ports += v.named.len();
             s.container_ports += v.ports.len();
         }
@@ -535,6 +587,8 @@ pub struct PolicyEngine {
     by_addr: Arc<HashMap<IpAddr, EndpointId>>,
     by_name: Arc<HashMap<(String, String), EndpointId>>,
     policy_views: Arc<Vec<Option<Arc<CompiledPolicy>>>>,
+    hot_endpoints: Arc<Vec<Option<Arc<[u32]>>>>,
+    hot_policies: Arc<Vec<HotPolicy>>,
     port_names: Arc<Vec<String>>,
     current: Arc<Snapshot>,
 }
@@ -552,6 +606,8 @@ impl PolicyEngine {
         let by_addr = Arc::new(HashMap::new());
         let by_name = Arc::new(HashMap::new());
         let policy_views = Arc::new(Vec::new());
+        let hot_endpoints = Arc::new(Vec::new());
+        let hot_policies = Arc::new(Vec::new());
         let port_names = Arc::new(Vec::new());
         let current = Arc::new(Snapshot {
             generation: 0,
@@ -559,6 +615,8 @@ impl PolicyEngine {
             by_addr: Arc::clone(&by_addr),
             by_name: Arc::clone(&by_name),
             policies: Arc::clone(&policy_views),
+            hot_endpoints: Arc::clone(&hot_endpoints),
+            hot_policies: Arc::clone(&hot_policies),
             port_names: Arc::clone(&port_names),
             groups: 0,
             namespaces: 0,
@@ -584,6 +642,8 @@ impl PolicyEngine {
             by_addr,
             by_name,
             policy_views,
+            hot_endpoints,
+            hot_policies,
             port_names,
             current,
         }
@@ -603,12 +663,25 @@ impl PolicyEngine {
         let dirty: Vec<EndpointId> = self.dirty.drain().collect();
         for id in dirty {
             let view = self.build_view(id).map(Arc::new);
-            let views = Arc::make_mut(&mut self.views);
+            let hot: Option<Arc<[u32]>> = view.as_ref().map(|v| {
+                Arc::from(hot::encode_endpoint(
+                    v.groups(),
+                    v.ingress(),
+                    v.egress(),
+                    &v.named,
+                ))
+            });
             let i = id.0 as usize;
+            let views = Arc::make_mut(&mut self.views);
             if views.len() <= i {
                 views.resize(i + 1, None);
             }
             views[i] = view;
+            let hots = Arc::make_mut(&mut self.hot_endpoints);
+            if hots.len() <= i {
+                hots.resize(i + 1, None);
+            }
+            hots[i] = hot;
         }
         self.generation += 1;
         self.changed = false;
@@ -618,8 +691,10 @@ impl PolicyEngine {
             by_addr: Arc::clone(&self.by_addr),
             by_name: Arc::clone(&self.by_name),
             policies: Arc::clone(&self.policy_views),
+            hot_endpoints: Arc::clone(&self.hot_endpoints),
+            hot_policies: Arc::clone(&self.hot_policies),
             port_names: Arc::clone(&self.port_names),
-            groups: self.groups.iter().flatten().count(),
+            groups: self.group_by_key.len(),
             namespaces: self.namespaces.len(),
         });
         self.snapshot()
@@ -651,9 +726,15 @@ impl PolicyEngine {
             name: st.spec.name.clone(),
             kind: st.spec.kind,
             addr: st.spec.addrs.first().copied(),
-            groups: st.groups.clone().into_boxed_slice(),
-            ingress: ingress.into_boxed_slice(),
-            egress: egress.into_boxed_slice(),
+            ids: st
+                .groups
+                .iter()
+                .map(|g| g.0)
+                .chain(ingress.iter().map(|p| p.0))
+                .chain(egress.iter().map(|p| p.0))
+                .collect(),
+            n_groups: st.groups.len() as u32,
+            n_ingress: ingress.len() as u32,
             named: st.named.clone().into_boxed_slice(),
             ports: st.spec.ports.iter().map(|p| (p.protocol, p.port)).collect(),
         })
@@ -1098,11 +1179,29 @@ impl PolicyEngine {
         }
         self.selecting.entry(selector).or_default().push(id);
         self.mark_members_dirty(selector);
+        let mut cidrs = Vec::new();
+        let hot_policy = HotPolicy {
+            ingress: compiled
+                .ingress
+                .as_deref()
+                .map(|r| Arc::from(hot::encode_rules(r, &mut cidrs))),
+            egress: compiled
+                .egress
+                .as_deref()
+                .map(|r| Arc::from(hot::encode_rules(r, &mut cidrs))),
+            cidrs: cidrs.into(),
+        };
+        let i = id.0 as usize;
         let pv = Arc::make_mut(&mut self.policy_views);
-        if pv.len() <= id.0 as usize {
-            pv.resize(id.0 as usize + 1, None);
+        if pv.len() <= i {
+            pv.resize(i + 1, None);
         }
-        pv[id.0 as usize] = Some(compiled);
+        pv[i] = Some(compiled);
+        let hp = Arc::make_mut(&mut self.hot_policies);
+        if hp.len() <= i {
+            hp.resize(i + 1, HotPolicy::default());
+        }
+        hp[i] = hot_policy;
         self.changed = true;
         id
     }
@@ -1138,7 +1237,7 @@ impl PolicyEngine {
                         PeerSpec::Group(k) => {
                             let g = self.acquire(k);
                             acquired.push(g);
-                            groups.push(g);
+                            groups.push(g.0);
                         }
                         PeerSpec::Block(b) => blocks.push(b.clone()),
                     }
@@ -1192,6 +1291,9 @@ impl PolicyEngine {
         }
         if let Some(slot) = Arc::make_mut(&mut self.policy_views).get_mut(id.0 as usize) {
             *slot = None;
+        }
+        if let Some(slot) = Arc::make_mut(&mut self.hot_policies).get_mut(id.0 as usize) {
+            *slot = HotPolicy::default();
         }
         self.free_policies.push(id.0);
         self.changed = true;

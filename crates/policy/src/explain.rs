@@ -7,9 +7,7 @@
 use core::fmt;
 use core::net::IpAddr;
 
-use crate::engine::{
-    Decision, Direction, EndpointId, GroupId, NamedPort, PolicyId, Snapshot, Verdict,
-};
+use crate::engine::{Decision, Direction, EndpointId, NamedPort, PolicyId, Snapshot, Verdict};
 use crate::spec::Protocol;
 
 /// One rule's evaluation.
@@ -90,7 +88,7 @@ impl Snapshot {
                 None => format!("external {addr}"),
             }
         };
-        let no_groups: &[GroupId] = &[];
+        let no_groups: &[u32] = &[];
         let no_named: &[NamedPort] = &[];
         let sv = s.and_then(|id| self.view(id));
         let dv = d.and_then(|id| self.view(id));
@@ -98,7 +96,7 @@ impl Snapshot {
         let same = s.is_some() && s == d;
         let trace = |owner: Option<&crate::engine::EndpointView>,
                      direction: Direction,
-                     peer_groups: &[GroupId],
+                     peer_groups: &[u32],
                      peer_addr: Option<IpAddr>| {
             let mut out = Vec::new();
             let Some(owner) = owner else { return out };
@@ -110,7 +108,7 @@ impl Snapshot {
                 if p.spec.namespace != owner.namespace {
                     continue;
                 }
-                let selects = owner.groups.binary_search(&p.selector).is_ok();
+                let selects = owner.groups().binary_search(&p.selector.0).is_ok();
                 let rules = p.rules(direction);
                 out.push(PolicyTrace {
                     policy: pid,
@@ -136,13 +134,13 @@ impl Snapshot {
         let egress = trace(
             sv,
             Direction::Egress,
-            dv.map_or(no_groups, |v| &v.groups),
+            dv.map_or(no_groups, crate::engine::EndpointView::groups),
             da,
         );
         let ingress = trace(
             dv,
             Direction::Ingress,
-            sv.map_or(no_groups, |v| &v.groups),
+            sv.map_or(no_groups, crate::engine::EndpointView::groups),
             sa,
         );
         Explanation {

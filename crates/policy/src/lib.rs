@@ -12,6 +12,7 @@ pub mod cidr;
 pub mod engine;
 pub mod error;
 pub mod explain;
+mod hot;
 pub mod load;
 pub mod selector;
 pub mod spec;
@@ -27,5 +28,5 @@ pub use load::{Applied, Object, apply, parse_objects};
 pub use selector::{Labels, Selector};
 pub use spec::{
     ContainerPort, Endpoint, EndpointKind, GroupKey, NAMESPACE_NAME_LABEL, PeerSpec, PolicySpec,
-    PortSpec, Protocol, RuleSpec,
+    PortSpec, Protocol, RuleSpec, namespace_from_k8s,
 };
