@@ -12,9 +12,9 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use podswitch_conntrack::Instant;
+use podswitch_wire::IpProtocol;
 use podswitch_wire::checksum;
 use podswitch_wire::frame::{Fragment, Headers, L4};
-use podswitch_wire::IpProtocol;
 
 /// The error to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,9 @@ pub fn may_send_error(h: &Headers) -> bool {
                 || d.is_multicast()
                 || d.is_broadcast())
         }
-        (IpAddr::V6(s), IpAddr::V6(d)) => !(s.is_unspecified() || s.is_multicast() || d.is_multicast()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            !(s.is_unspecified() || s.is_multicast() || d.is_multicast())
+        }
         _ => false,
     }
 }
@@ -70,7 +72,10 @@ pub fn build_v4(out: &mut [u8], src: Ipv4Addr, invoking: &[u8], err: IcmpError) 
         return None;
     }
     let dst = Ipv4Addr::new(invoking[12], invoking[13], invoking[14], invoking[15]);
-    let quote = invoking.len().min(V4_MAX - 28).min(out.len().checked_sub(28)?);
+    let quote = invoking
+        .len()
+        .min(V4_MAX - 28)
+        .min(out.len().checked_sub(28)?);
     let total = 28 + quote;
     let (ty, code, word) = match err {
         IcmpError::TimeExceeded => (11u8, 0u8, 0u32),
@@ -110,7 +115,10 @@ pub fn build_v6(out: &mut [u8], src: Ipv6Addr, invoking: &[u8], err: IcmpError) 
     let mut d = [0u8; 16];
     d.copy_from_slice(&invoking[8..24]);
     let dst = Ipv6Addr::from(d);
-    let quote = invoking.len().min(V6_MAX - 48).min(out.len().checked_sub(48)?);
+    let quote = invoking
+        .len()
+        .min(V6_MAX - 48)
+        .min(out.len().checked_sub(48)?);
     let icmp_len = 8 + quote;
     let (ty, word) = match err {
         IcmpError::TimeExceeded => (3u8, 0u32),

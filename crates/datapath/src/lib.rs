@@ -21,6 +21,7 @@ pub mod neighbor;
 pub mod pipeline;
 pub mod state;
 pub mod stats;
+pub mod testing;
 
 pub use batch::{BATCH_SIZE, BUF_SIZE, Batch, Disposition, HEADROOM, MAX_FRAME, Packet};
 pub use pipeline::Worker;

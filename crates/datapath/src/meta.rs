@@ -61,7 +61,10 @@ pub(crate) fn packet_meta(h: &Headers, frame: &[u8]) -> Option<PacketMeta> {
             src_port: s.src_port,
             dst_port: s.dst_port,
             verification_tag: s.verification_tag,
-            chunk_type: frame.get(usize::from(h.payload_offset)).copied().unwrap_or(0),
+            chunk_type: frame
+                .get(usize::from(h.payload_offset))
+                .copied()
+                .unwrap_or(0),
         }),
         L4::Icmpv4(i) => match i.ty {
             8 | 0 => MetaL4::IcmpEcho {
@@ -190,7 +193,9 @@ mod tests {
     #[test]
     fn syn_options_are_found_past_padding_and_bad_lengths_stop_the_walk() {
         // MSS, SACK-permitted, timestamps, NOP, window scale 7.
-        let opts = [2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        let opts = [
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
         assert_eq!(tcp_syn_options(&opts), (Some(7), true));
         assert_eq!(tcp_syn_options(&[3, 9, 1]), (None, false));
         assert_eq!(tcp_syn_options(&[3]), (None, false));

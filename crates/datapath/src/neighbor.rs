@@ -119,7 +119,13 @@ mod tests {
         let n = build_neighbor_advert(&mut out, Address([2; 6]), t, Address([4; 6]), d, true)
             .expect("fits");
         let ph = checksum::pseudo_header_v6(t, d, IpProtocol::Icmpv6, 32);
-        assert_eq!(checksum::combine(&[ph, checksum::data(&out[54..n])]), 0xffff);
-        assert!(build_neighbor_advert(&mut out[..80], Address([2; 6]), t, Address([4; 6]), d, true).is_none());
+        assert_eq!(
+            checksum::combine(&[ph, checksum::data(&out[54..n])]),
+            0xffff
+        );
+        assert!(
+            build_neighbor_advert(&mut out[..80], Address([2; 6]), t, Address([4; 6]), d, true)
+                .is_none()
+        );
     }
 }

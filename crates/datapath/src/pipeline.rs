@@ -260,7 +260,12 @@ impl Worker {
         for e in &self.reval_entries[self.reval_pos..end] {
             let o = e.original;
             let (proto, port) = policy_key(o.protocol, o.dst_port);
-            if !self.state.policy.verdict(o.src, o.dst, proto, port).is_allowed() {
+            if !self
+                .state
+                .policy
+                .verdict(o.src, o.dst, proto, port)
+                .is_allowed()
+            {
                 // Entries are keyed by tuple; the table offers no cheaper removal by tuple.
                 removed += self.conntrack.flush(&Filter::Tuple {
                     zone: e.zone,
@@ -619,7 +624,10 @@ impl Worker {
         let mut actions = Actions::new();
         let src_mac = st.router.mac;
         // Capacity is 6; three or four actions always fit.
-        let _ = actions.push(Action::SetMacs { src: src_mac, dst: dst_mac });
+        let _ = actions.push(Action::SetMacs {
+            src: src_mac,
+            dst: dst_mac,
+        });
         let _ = actions.push(Action::DecTtl);
         if let Some(v) = vtep {
             let _ = actions.push(Action::Encap { vtep: v });
@@ -629,9 +637,7 @@ impl Worker {
             podswitch_conntrack::Direction::Reply => (ip.dst, ip.src),
             podswitch_conntrack::Direction::Original => (ip.src, ip.dst),
         };
-        let pair = self
-            .counters
-            .pair((st.group_of(osrc), st.group_of(odst)));
+        let pair = self.counters.pair((st.group_of(osrc), st.group_of(odst)));
         let mut rules = [NONE; 2];
         for (slot, d) in rules.iter_mut().zip([verdict.egress, verdict.ingress]) {
             if let Decision::Allowed(r) = d {
