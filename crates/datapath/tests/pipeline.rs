@@ -802,3 +802,70 @@ fn revalidation_removes_idle_revoked_connections_on_a_budget() {
     assert_eq!(node.conntrack().occupancy(), 1, "the still-allowed connection stays");
     assert_eq!(node.stats().revoked_connections, 2);
 }
+
+// ---- tshark ----------------------------------------------------------------------------------
+
+/// Writes frames as a classic pcap (24-byte global header, 16-byte record headers, Ethernet).
+fn write_pcap(path: &std::path::Path, frames: &[&[u8]]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    for (i, f) in frames.iter().enumerate() {
+        out.extend_from_slice(&(i as u32 + 1).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).expect("write pcap");
+}
+
+#[test]
+fn vxlan_output_decodes_in_tshark() {
+    let tshark = std::process::Command::new("tshark").arg("--version").output();
+    assert!(
+        tshark.is_ok_and(|o| o.status.success()),
+        "tshark is missing: install it with scripts/setup (apt-get install tshark)"
+    );
+    let mut node = node();
+    let tcp = node.inject(A1, &syn(A1_MAC, a1(), r1(), 40000, 80), t0());
+    let udp = node.inject(
+        A2,
+        &IpFrame::udp(A2_MAC, ROUTER_MAC, a2(), r2(), 40500, 7777).payload(100).build(),
+        t0(),
+    );
+    assert_eq!((tcp.len(), udp.len()), (1, 1));
+    let dir = std::env::temp_dir().join(format!("podswitch-datapath-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("vxlan.pcap");
+    write_pcap(&path, &[&tcp[0].1, &udp[0].1]);
+    let out = std::process::Command::new("tshark")
+        .args(["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
+        .args(["-o", "udp.check_checksum:TRUE", "-r"])
+        .arg(&path)
+        .args(["-V", "-Y", "vxlan"])
+        .output()
+        .expect("run tshark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("Virtual eXtensible Local Area Network").count(), 2, "{text}");
+    assert_eq!(text.matches("VXLAN Network Identifier (VNI): 100").count(), 2, "{text}");
+    // Outer and inner addresses.
+    assert!(text.contains("Src: 192.168.0.1, Dst: 192.168.0.2"), "{text}");
+    assert!(text.contains("Src: 192.168.0.1, Dst: 192.168.0.3"), "{text}");
+    assert!(text.contains("Src: 10.0.0.11, Dst: 10.0.2.21"), "{text}");
+    assert!(text.contains("Src: 10.0.0.12, Dst: 10.0.3.31"), "{text}");
+    // Inner TCP and UDP decoded; every checksum tshark verified is good, nothing malformed.
+    assert!(text.contains("Transmission Control Protocol, Src Port: 40000, Dst Port: 80"), "{text}");
+    assert!(text.contains("User Datagram Protocol, Src Port: 40500, Dst Port: 7777"), "{text}");
+    assert!(text.contains("[Header checksum status: Good]"), "{text}");
+    assert!(!text.contains("Bad"), "{text}");
+    assert!(!text.contains("Malformed"), "{text}");
+    assert!(!text.contains("incorrect"), "{text}");
+}
