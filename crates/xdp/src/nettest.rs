@@ -140,6 +140,21 @@ fn recv_test_frames(port: &mut XskPort, want: usize, timeout: Duration) -> Vec<V
     got
 }
 
+/// Waits (bounded) until no XDP program is attached to `ifname`. Dropping a port closes its link
+/// fd at once, but a `fork()` elsewhere in this multi-threaded test process (every `ip` command)
+/// briefly holds a copy of each fd until its `exec` closes it (CLOEXEC), so detachment may lag by
+/// a few milliseconds.
+fn wait_detached(ifname: &str) -> Option<crate::AttachedProgram> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let attached = attached_xdp_program(ifname).unwrap();
+        if attached.is_none() || Instant::now() > deadline {
+            return attached;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Flushes until every transmitted frame came back from the completion ring (bounded).
 fn drain_tx(port: &mut XskPort) {
     for _ in 0..2000 {
@@ -199,11 +214,7 @@ fn receives_frames_sent_by_the_peer() {
         "fill ring topped up again"
     );
     drop(port);
-    assert_eq!(
-        attached_xdp_program(&pair.host).unwrap(),
-        None,
-        "drop detaches the program"
-    );
+    assert_eq!(wait_detached(&pair.host), None, "drop detaches the program");
 }
 
 #[test]
@@ -274,12 +285,42 @@ fn mode_override_and_clean_reopen() {
         let got = recv_test_frames(&mut port, 1, Duration::from_secs(3));
         assert_eq!(got, vec![test_frame(7, 100)], "{mode} mode receives");
         drop(port);
-        assert_eq!(
-            attached_xdp_program(&pair.host).unwrap(),
-            None,
-            "nothing left after {mode}"
-        );
+        assert_eq!(wait_detached(&pair.host), None, "nothing left after {mode}");
     }
+}
+
+/// veth allocates two queues but activates one; with two active, a port would miss half the
+/// traffic, so `open` refuses unless told otherwise.
+#[test]
+fn multi_queue_interfaces_are_refused_unless_allowed() {
+    let pair = NetPair::new();
+    let out = Command::new("ethtool")
+        .args(["-L", &pair.host, "rx", "2", "tx", "2"])
+        .output()
+        .expect("ethtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match XskPort::open(&pair.host, &small_config()) {
+        Err(XskError::MultiQueue { queues, .. }) => assert_eq!(queues, 2),
+        other => panic!("expected MultiQueue, got {other:?}"),
+    }
+    assert_eq!(
+        wait_detached(&pair.host),
+        None,
+        "a refused open attaches nothing"
+    );
+    let config = XskConfig {
+        allow_other_queues: true,
+        queue_id: 1,
+        ..small_config()
+    };
+    let port = XskPort::open(&pair.host, &config).expect("explicitly allowed");
+    assert!(attached_xdp_program(&pair.host).unwrap().is_some());
+    drop(port);
+    assert_eq!(wait_detached(&pair.host), None);
 }
 
 #[test]
@@ -455,12 +496,7 @@ fn sigkill_leaves_nothing_attached() {
     child.0.kill().expect("SIGKILL");
     let status = child.0.wait().expect("wait");
     assert!(!status.success());
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut attached = attached_xdp_program(&pair.host).unwrap();
-    while attached.is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        attached = attached_xdp_program(&pair.host).unwrap();
-    }
+    let attached = wait_detached(&pair.host);
     assert_eq!(
         attached, None,
         "the kernel detached the killed process's program"
@@ -473,5 +509,121 @@ fn sigkill_leaves_nothing_attached() {
         recv_test_frames(&mut port, 1, Duration::from_secs(3)).len(),
         1,
         "new port works"
+    );
+}
+
+/// Counts heap allocations made by the current thread (the whole test binary uses it; other
+/// threads' allocations do not disturb a test that reads its own thread's count).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments unchanged;
+// the counter is a const-initialised thread-local `Cell`, whose access never allocates.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded unchanged; `ptr` came from `System` through this allocator.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::realloc`'s contract.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(std::cell::Cell::get)
+}
+
+/// The per-packet calls of `XskPort` (recv, send, flush) and `MemoryPort` do not allocate once
+/// warm: frames cross the trait by copy into preallocated memory.
+#[test]
+fn steady_state_port_calls_do_not_allocate() {
+    let pair = NetPair::new();
+    let peer = pair.peer_socket();
+    let mut port = XskPort::open(&pair.host, &small_config()).expect("open");
+    let frames: Vec<Vec<u8>> = (0..32).map(|i| test_frame(i, 64 + i as usize)).collect();
+    let mut copy = [0u8; 2048];
+    let mut peer_buf = [0u8; 2048];
+    let mut forwarded = 0u64;
+    let mut round = |port: &mut XskPort| {
+        for f in &frames {
+            peer.send(f).expect("peer send");
+        }
+        let mut got = 0;
+        for _ in 0..1000 {
+            let mut lens = [0usize; 64];
+            let mut n = 0;
+            port.recv(64, &mut |f| {
+                if seq_of(f).is_some() {
+                    copy[..f.len()].copy_from_slice(f);
+                    lens[n] = f.len();
+                    n += 1;
+                }
+            })
+            .expect("recv");
+            for &len in &lens[..n] {
+                assert!(port.send(&copy[..len]).expect("send"));
+            }
+            port.flush().expect("flush");
+            got += n;
+            if got >= frames.len() {
+                break;
+            }
+        }
+        // Let the peer read what came back so its socket buffer never fills.
+        let mut back = got;
+        while back > 0 {
+            match peer.recv(&mut peer_buf).expect("peer recv") {
+                Some(n) if seq_of(&peer_buf[..n]).is_some() => back -= 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        forwarded += frames.len() as u64;
+    };
+    for _ in 0..10 {
+        round(&mut port);
+    }
+    let before = allocations();
+    for _ in 0..50 {
+        round(&mut port);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "XskPort allocated in steady state"
+    );
+    assert!(forwarded >= 60 * 32);
+    assert!(port.stats().rx_packets >= 60 * 32 && port.stats().tx_packets >= 60 * 32);
+
+    let (mut a, mut b) = crate::MemoryPort::pair("a", "b", 64);
+    let before = allocations();
+    for i in 0..10_000u32 {
+        assert!(a.send(&frames[(i % 32) as usize]).unwrap());
+        let mut n = 0;
+        b.recv(64, &mut |f| {
+            copy[..f.len()].copy_from_slice(f);
+            n = f.len();
+        })
+        .unwrap();
+        assert!(b.send(&copy[..n]).unwrap());
+        assert_eq!(a.recv(64, &mut |_| {}).unwrap(), 1);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "MemoryPort allocated in steady state"
     );
 }

@@ -180,6 +180,61 @@ pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
     }
 }
 
+/// `struct ethtool_channels` (include/uapi/linux/ethtool.h).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EthtoolChannels {
+    pub cmd: u32,
+    pub max_rx: u32,
+    pub max_tx: u32,
+    pub max_other: u32,
+    pub max_combined: u32,
+    pub rx_count: u32,
+    pub tx_count: u32,
+    pub other_count: u32,
+    pub combined_count: u32,
+}
+
+/// `struct ifreq` with the `ifr_data` member of its union (40 bytes on 64-bit Linux).
+#[repr(C)]
+struct IfreqData {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut c_void,
+    pad: [u8; 16],
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// Reads the interface's channel (queue) counts with `SIOCETHTOOL`/`ETHTOOL_GCHANNELS` in the
+/// calling thread's network namespace. The ioctl goes through a throwaway AF_UNIX socket: AF_XDP
+/// sockets answer every ioctl with EOPNOTSUPP instead of passing it on to the device layer.
+pub(crate) fn ethtool_channels(ifname: &str) -> io::Result<EthtoolChannels> {
+    // Contract: socket() takes no pointers.
+    let fd = owned(syscall!(socket(
+        libc::AF_UNIX,
+        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+        0
+    ))?);
+    let mut name = [0u8; libc::IFNAMSIZ];
+    if ifname.len() >= name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    name[..ifname.len()].copy_from_slice(ifname.as_bytes());
+    let mut channels = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    let mut req = IfreqData {
+        name,
+        data: ptr::from_mut(&mut channels).cast::<c_void>(),
+        pad: [0; 16],
+    };
+    // Contract: `req` is a live ifreq-shaped struct whose data pointer refers to a live, writable
+    // ethtool_channels; the kernel reads the name and cmd and writes only that struct.
+    syscall!(ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &raw mut req))?;
+    Ok(channels)
+}
+
 /// Best effort: lifts RLIMIT_MEMLOCK. Failure is expected without CAP_SYS_RESOURCE and harmless
 /// with CAP_IPC_LOCK (then UMEM pages are not counted), so callers only log it.
 pub(crate) fn raise_memlock() -> io::Result<()> {

@@ -46,6 +46,11 @@ pub struct XskConfig {
     /// How long to keep retrying a bind or attach that fails with EBUSY (the previous owner's
     /// socket or link is still being torn down).
     pub busy_timeout: Duration,
+    /// A port serves one queue; frames the device steers to another queue reach the kernel stack
+    /// (the program returns XDP_PASS for them) and bypass the switch. So `open` refuses an
+    /// interface with more than one active RX queue unless this is set (e.g. one port per queue
+    /// on a multi-queue uplink). Reduce queues with `ethtool -L <if> combined 1` (or `rx 1`).
+    pub allow_other_queues: bool,
 }
 
 impl Default for XskConfig {
@@ -60,6 +65,7 @@ impl Default for XskConfig {
             queue_id: 0,
             mode: XdpMode::Auto,
             busy_timeout: Duration::from_secs(3),
+            allow_other_queues: false,
         }
     }
 }
@@ -92,6 +98,12 @@ pub enum XskError {
         source: io::Error,
         log: String,
     },
+    /// The interface has several active RX queues and the port would see only one of them.
+    #[error(
+        "interface {ifname:?} has {queues} active RX queues but a port serves one; run \
+         `ethtool -L {ifname} combined 1` (or `rx 1`), or set allow_other_queues"
+    )]
+    MultiQueue { ifname: String, queues: u32 },
     /// The program could not be attached.
     #[error(
         "attaching XDP ({mode} mode) to {ifname:?} failed; a leftover program can be removed with \
@@ -116,7 +128,6 @@ struct Counters {
 }
 
 /// An AF_XDP port on one interface queue. See the module documentation.
-#[derive(Debug)]
 pub struct XskPort {
     // Field order is drop order: detach first, unmap the UMEM last.
     link: Link,
@@ -174,6 +185,13 @@ impl XskPort {
             Umem::new(config.frame_size, config.frame_count).map_err(sys_err("UMEM mmap"))?;
         let socket = sys::xdp_socket().map_err(sys_err("socket(AF_XDP)"))?;
         let fd = socket.as_fd();
+        let queues = rx_queues(ifname);
+        if queues > 1 && !config.allow_other_queues {
+            return Err(XskError::MultiQueue {
+                ifname: ifname.to_owned(),
+                queues,
+            });
+        }
         sys::setsockopt(fd, libc::SOL_XDP, libc::XDP_UMEM_REG, &umem.registration())
             .map_err(sys_err("XDP_UMEM_REG"))?;
         for (opt, size, op) in [
@@ -395,6 +413,17 @@ impl XskPort {
     }
 }
 
+/// Active RX queues of `ifname` (1 when the driver does not report channels).
+fn rx_queues(ifname: &str) -> u32 {
+    match sys::ethtool_channels(ifname) {
+        Ok(ch) => (ch.rx_count + ch.combined_count).max(1),
+        Err(e) => {
+            tracing::debug!(ifname, error = %e, "ETHTOOL_GCHANNELS unavailable; assuming one queue");
+            1
+        }
+    }
+}
+
 fn validate(c: &XskConfig) -> Result<(), XskError> {
     if !(c.frame_size == 2048 || c.frame_size == 4096) {
         return Err(XskError::Config("frame_size must be 2048 or 4096"));
@@ -563,6 +592,18 @@ impl Port for XskPort {
             rx_dropped: c.rx_dropped,
             xdp: self.xdp_statistics().ok(),
         }
+    }
+}
+
+impl std::fmt::Debug for XskPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XskPort")
+            .field("name", &self.name)
+            .field("ifindex", &self.ifindex)
+            .field("mode", &self.mode)
+            .field("socket", &self.socket.as_raw_fd())
+            .field("frames", &self.umem.accounting())
+            .finish_non_exhaustive()
     }
 }
 
