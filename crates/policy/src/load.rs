@@ -135,6 +135,14 @@ pub fn apply(engine: &mut PolicyEngine, objects: &[Object]) -> Result<Applied, E
     }
     for o in objects {
         if let Object::Pod(p) = o {
+            // NetworkPolicy does not apply to host-network pods (they share the node's address),
+            // and finished pods no longer hold theirs: both are left out, as upstream does.
+            let host_network = p.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            if host_network || matches!(phase, Some("Succeeded" | "Failed")) {
+                a.skipped += 1;
+                continue;
+            }
             engine.upsert_endpoint(&Endpoint::from_pod(p)?)?;
             a.pods += 1;
         }

@@ -785,6 +785,13 @@ fn loader_reads_yaml_json_and_lists() {
     let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"db","namespace":"default","labels":{"role":"db"}},"status":{"podIP":"10.1.0.1"}}
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"fe","labels":{"role":"frontend"}},"status":{"podIPs":[{"ip":"10.1.0.2"},{"ip":"fd00::2"}]}}"#;
     let mut all = objs;
+    // Host-network and finished pods are skipped (they would otherwise clash on addresses).
+    all.extend(
+        podswitch_policy::parse_objects(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-proxy, namespace: kube-system}\nspec: {hostNetwork: true, containers: []}\nstatus: {podIP: 192.168.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: node-exporter, namespace: kube-system}\nspec: {hostNetwork: true, containers: []}\nstatus: {podIP: 192.168.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: job, namespace: default}\nstatus: {phase: Succeeded, podIP: 10.1.0.1}\n",
+        )
+        .unwrap(),
+    );
     all.extend(podswitch_policy::parse_objects(json).unwrap());
     let mut e = PolicyEngine::new();
     let applied = podswitch_policy::apply(&mut e, &all).unwrap();
@@ -795,7 +802,7 @@ fn loader_reads_yaml_json_and_lists() {
             applied.policies,
             applied.skipped
         ),
-        (1, 3, 1, 1)
+        (1, 3, 1, 4)
     );
     let s = e.commit();
     assert!(allowed(&s, "10.2.0.1", "10.1.0.1", TCP, 6379));
