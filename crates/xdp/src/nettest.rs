@@ -304,7 +304,10 @@ fn multi_queue_interfaces_are_refused_unless_allowed() {
         String::from_utf8_lossy(&out.stderr)
     );
     match XskPort::open(&pair.host, &small_config()) {
-        Err(XskError::MultiQueue { queues, .. }) => assert_eq!(queues, 2),
+        Err(XskError::MultiQueue { queues, .. }) => {
+            assert_eq!(queues, 2);
+            assert_eq!(crate::rx_queue_count(&pair.host).unwrap(), Some(2));
+        }
         other => panic!("expected MultiQueue, got {other:?}"),
     }
     assert_eq!(
@@ -321,6 +324,38 @@ fn multi_queue_interfaces_are_refused_unless_allowed() {
     assert!(attached_xdp_program(&pair.host).unwrap().is_some());
     drop(port);
     assert_eq!(wait_detached(&pair.host), None);
+}
+
+/// What the CNI plugin does to a pod's veth end, checked against `ethtool -k` as the oracle.
+#[test]
+fn tx_offloads_can_be_read_and_disabled() {
+    let pair = NetPair::new();
+    let before = crate::tx_offloads(&pair.host).expect("read offloads");
+    assert!(
+        before.checksum && before.tso && before.gso,
+        "veth default: {before:?}"
+    );
+    crate::disable_tx_offloads(&pair.host).expect("disable");
+    let after = crate::tx_offloads(&pair.host).expect("read offloads");
+    assert!(
+        !after.checksum && !after.tso && !after.gso && !after.other_segmentation,
+        "{after:?}"
+    );
+    let out = Command::new("ethtool")
+        .args(["-k", &pair.host])
+        .output()
+        .expect("ethtool -k");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for feature in [
+        "tx-checksumming: off",
+        "tcp-segmentation-offload: off",
+        "generic-segmentation-offload: off",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(feature)),
+            "ethtool -k lacks {feature:?}:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -203,36 +203,49 @@ struct IfreqData {
     pad: [u8; 16],
 }
 
-const ETHTOOL_GCHANNELS: u32 = 0x3c;
+// SAFETY: repr(C) struct of u32 fields; every bit pattern is valid.
+unsafe impl Pod for EthtoolChannels {}
 
-/// Reads the interface's channel (queue) counts with `SIOCETHTOOL`/`ETHTOOL_GCHANNELS` in the
-/// calling thread's network namespace. The ioctl goes through a throwaway AF_UNIX socket: AF_XDP
-/// sockets answer every ioctl with EOPNOTSUPP instead of passing it on to the device layer.
-pub(crate) fn ethtool_channels(ifname: &str) -> io::Result<EthtoolChannels> {
+/// Runs one `SIOCETHTOOL` command on `ifname` in the calling thread's network namespace; `arg`
+/// is the command's struct with its `cmd` field set, updated in place by get commands.
+pub(crate) fn ethtool<T: Pod>(ifname: &str, arg: &mut T) -> io::Result<()> {
+    ethtool_ptr(ifname, ptr::from_mut(arg).cast::<c_void>())
+}
+
+/// Like [`ethtool`] for the variable-length commands (`ETHTOOL_GSTRINGS`, `ETHTOOL_[GS]FEATURES`):
+/// `buf` holds the command struct as 32-bit words, sized by the caller for what the kernel will
+/// write (`netdev` sizes it from the kernel's own counts, read first).
+pub(crate) fn ethtool_words(ifname: &str, buf: &mut [u32]) -> io::Result<()> {
+    if buf.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    ethtool_ptr(ifname, buf.as_mut_ptr().cast::<c_void>())
+}
+
+/// The ioctl goes through a throwaway AF_UNIX socket: AF_XDP sockets answer every ioctl with
+/// EOPNOTSUPP instead of passing it on to the device layer.
+fn ethtool_ptr(ifname: &str, data: *mut c_void) -> io::Result<()> {
+    let mut name = [0u8; libc::IFNAMSIZ];
+    if ifname.is_empty() || ifname.len() >= name.len() || ifname.contains('\0') {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    name[..ifname.len()].copy_from_slice(ifname.as_bytes());
     // Contract: socket() takes no pointers.
     let fd = owned(syscall!(socket(
         libc::AF_UNIX,
         libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
         0
     ))?);
-    let mut name = [0u8; libc::IFNAMSIZ];
-    if ifname.len() >= name.len() {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    name[..ifname.len()].copy_from_slice(ifname.as_bytes());
-    let mut channels = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
     let mut req = IfreqData {
         name,
-        data: ptr::from_mut(&mut channels).cast::<c_void>(),
+        data,
         pad: [0; 16],
     };
-    // Contract: `req` is a live ifreq-shaped struct whose data pointer refers to a live, writable
-    // ethtool_channels; the kernel reads the name and cmd and writes only that struct.
+    // Contract: `req` is a live ifreq-shaped struct with a NUL-terminated name; its data pointer
+    // refers to live, writable memory that the callers above size for the command in its first
+    // word, and the kernel writes no more than that command's struct.
     syscall!(ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &raw mut req))?;
-    Ok(channels)
+    Ok(())
 }
 
 /// Best effort: lifts RLIMIT_MEMLOCK. Failure is expected without CAP_SYS_RESOURCE and harmless

@@ -415,10 +415,11 @@ impl XskPort {
 
 /// Active RX queues of `ifname` (1 when the driver does not report channels).
 fn rx_queues(ifname: &str) -> u32 {
-    match sys::ethtool_channels(ifname) {
-        Ok(ch) => (ch.rx_count + ch.combined_count).max(1),
+    match crate::netdev::rx_queue_count(ifname) {
+        Ok(Some(n)) => n,
+        Ok(None) => 1,
         Err(e) => {
-            tracing::debug!(ifname, error = %e, "ETHTOOL_GCHANNELS unavailable; assuming one queue");
+            tracing::debug!(ifname, error = %e, "ETHTOOL_GCHANNELS failed; assuming one queue");
             1
         }
     }
