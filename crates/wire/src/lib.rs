@@ -36,8 +36,8 @@ pub mod vxlan;
 
 pub mod frame;
 
-pub use frame::{Headers, Layer, ParseError, Reason, parse_frame};
 pub use checksum::PseudoHeader;
+pub use frame::{Headers, Layer, ParseError, Reason, parse_frame};
 pub use ip::IpProtocol;
 
 /// Why a buffer could not be viewed or parsed as a header.
