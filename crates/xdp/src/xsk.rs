@@ -181,7 +181,7 @@ impl XskPort {
             // Expected without CAP_SYS_RESOURCE; with CAP_IPC_LOCK the UMEM is not counted anyway.
             tracing::debug!(error = %e, "could not raise RLIMIT_MEMLOCK; continuing");
         }
-        let umem =
+        let mut umem =
             Umem::new(config.frame_size, config.frame_count).map_err(sys_err("UMEM mmap"))?;
         let socket = sys::xdp_socket().map_err(sys_err("socket(AF_XDP)"))?;
         let fd = socket.as_fd();
@@ -223,7 +223,7 @@ impl XskPort {
             .map_err(sys_err("mmap rx ring"))?;
         let tx = Ring::map(fd, &off.tx, config.tx_ring_size, libc::XDP_PGOFF_TX_RING)
             .map_err(sys_err("mmap tx ring"))?;
-        let fill = Ring::map(
+        let mut fill = Ring::map(
             fd,
             &off.fr,
             config.fill_ring_size,
@@ -237,6 +237,10 @@ impl XskPort {
             libc::XDP_UMEM_PGOFF_COMPLETION_RING as libc::off_t,
         )
         .map_err(sys_err("mmap completion ring"))?;
+
+        // Fill before bind and attach, so the first redirected frame already finds a buffer.
+        let fill_target = config.fill_ring_size.min(config.frame_count / 2);
+        top_up(&mut umem, &mut fill, fill_target);
 
         retry_busy(config.busy_timeout, || {
             sys::bind_xdp(
@@ -258,7 +262,7 @@ impl XskPort {
         let (link, mode) = attach(&program, ifname, ifindex, config)?;
         tracing::info!(ifname, ifindex, %mode, queue = config.queue_id, "AF_XDP port open");
 
-        let mut port = Self {
+        let port = Self {
             link,
             _program: program,
             _map: map,
@@ -271,18 +275,10 @@ impl XskPort {
             name: ifname.to_owned(),
             ifindex,
             mode,
-            fill_target: config.fill_ring_size.min(config.frame_count / 2),
+            fill_target,
             max_frame: config.frame_size as usize,
             counters: Counters::default(),
         };
-        port.refill().map_err(|e| XskError::Sys {
-            op: "fill ring wakeup",
-            ifname: ifname.to_owned(),
-            source: io::Error::from_raw_os_error(match e {
-                PortError::Os(errno) => errno,
-                _ => 0,
-            }),
-        })?;
         Ok(port)
     }
 
@@ -335,25 +331,8 @@ impl XskPort {
 
     /// Tops the fill ring up to `fill_target` from the free stack.
     fn refill(&mut self) -> Result<(), PortError> {
-        let have = self.umem.count(FrameState::Fill);
-        let want = self
-            .fill_target
-            .saturating_sub(have)
-            .min(self.umem.free_len() as u32);
-        if want == 0 {
+        if top_up(&mut self.umem, &mut self.fill, self.fill_target) == 0 {
             return Ok(());
-        }
-        let room = self.fill.free_slots(want).min(want);
-        for _ in 0..room {
-            let Some(frame) = self.umem.alloc(FrameState::Fill) else {
-                break;
-            };
-            let addr = self.umem.addr_of(frame);
-            if !self.fill.push(addr) {
-                // Cannot happen (room was checked); undo rather than leak.
-                self.umem.release(frame, FrameState::Fill);
-                break;
-            }
         }
         self.fill.publish();
         if self.fill.needs_wakeup() {
@@ -423,6 +402,32 @@ fn rx_queues(ifname: &str) -> u32 {
             1
         }
     }
+}
+
+/// Moves free frames onto the fill ring until `target` frames are there (or the ring or the free
+/// stack runs out); publishes them and returns how many moved.
+fn top_up(umem: &mut Umem, fill: &mut Ring<u64>, target: u32) -> u32 {
+    let want = target
+        .saturating_sub(umem.count(FrameState::Fill))
+        .min(umem.free_len() as u32);
+    if want == 0 {
+        return 0;
+    }
+    let room = fill.free_slots(want).min(want);
+    let mut moved = 0;
+    for _ in 0..room {
+        let Some(frame) = umem.alloc(FrameState::Fill) else {
+            break;
+        };
+        if !fill.push(umem.addr_of(frame)) {
+            // Cannot happen (room was checked); undo rather than leak.
+            umem.release(frame, FrameState::Fill);
+            break;
+        }
+        moved += 1;
+    }
+    fill.publish();
+    moved
 }
 
 fn validate(c: &XskConfig) -> Result<(), XskError> {
