@@ -273,6 +273,7 @@ fn rewrite_v6(p: &mut [u8], rw: &Rewrite) -> Result<(), RewriteError> {
     let mut nh = p[6];
     let mut off = 40usize;
     let mut l4 = None;
+    let mut walked = false;
     for _ in 0..8 {
         match nh {
             0 | 43 | 60 => {
@@ -290,14 +291,21 @@ fn rewrite_v6(p: &mut [u8], rw: &Rewrite) -> Result<(), RewriteError> {
                 nh = p[off];
                 off += 8;
                 if frag_offset != 0 {
+                    // A later fragment carries no transport header: addresses only.
+                    walked = true;
                     break;
                 }
             }
             _ => {
                 l4 = Some(off);
+                walked = true;
                 break;
             }
         }
+    }
+    if !walked {
+        // Too long an extension-header chain: we could not find the checksum to fix.
+        return Err(RewriteError::Unsupported);
     }
     if let Some(at) = l4 {
         if at > p.len() {

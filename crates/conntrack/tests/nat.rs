@@ -409,3 +409,44 @@ fn many_nat_connections_cross_shards_and_clean_up() {
     assert_eq!(t.occupancy(), 0);
     t.check_invariants().unwrap();
 }
+
+#[test]
+fn ipv6_extension_headers_and_fragments() {
+    let (c, s, n) = (ip("fd00::1"), ip("fd00::2"), ip("fd00::99"));
+    let plain = udp_packet(c, 1000, s, 53, b"q");
+    // Insert an 8-byte hop-by-hop header (next header = UDP) after the fixed header.
+    let mut with_hbh = plain[..40].to_vec();
+    with_hbh[6] = 0; // hop-by-hop
+    let payload_len = u16::from_be_bytes([plain[4], plain[5]]) + 8;
+    with_hbh[4..6].copy_from_slice(&payload_len.to_be_bytes());
+    with_hbh.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+    with_hbh.extend_from_slice(&plain[40..]);
+    let rw = Rewrite {
+        src: Some(n),
+        src_port: Some(7),
+        ..Rewrite::default()
+    };
+    nat::rewrite(&mut with_hbh, &rw).unwrap();
+    assert_eq!(verify(&with_hbh), (n, s, 7, 53));
+    // A later fragment: only the addresses change.
+    let mut frag = plain[..40].to_vec();
+    frag[6] = 44;
+    frag.extend_from_slice(&[17, 0, 0x00, 0x08, 0, 0, 0, 1]); // offset 1 (×8 bytes)
+    frag.extend_from_slice(&[0xab; 16]);
+    let before = frag.clone();
+    nat::rewrite(&mut frag, &rw).unwrap();
+    assert_eq!(&frag[8..24], &octets6(n));
+    assert_eq!(&frag[40..], &before[40..], "no transport header to touch");
+    // An endless chain of destination-options headers is refused untouched.
+    let mut chain = plain[..40].to_vec();
+    chain[6] = 60;
+    for _ in 0..10 {
+        chain.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    let before = chain.clone();
+    assert_eq!(
+        nat::rewrite(&mut chain, &rw),
+        Err(RewriteError::Unsupported)
+    );
+    assert_eq!(chain, before);
+}
