@@ -27,7 +27,7 @@ mod nettest;
 pub use attached::{AttachedProgram, attached_xdp_program, parse_ip_link};
 pub use bpf::XdpMode;
 pub use memory::{DEFAULT_SLOT_SIZE, FrameQueue, MemoryPort, MemoryPortHandle};
-pub use netdev::{TxOffloads, disable_tx_offloads, rx_queue_count, tx_offloads};
+pub use netdev::{TxOffloads, disable_tx_offloads, enter_netns, rx_queue_count, tx_offloads};
 pub use pcap::{MAX_RECORD, PcapPort, PcapReader, PcapRecord, PcapWriter};
 pub use port::{Port, PortError, PortStats, XdpStatistics};
 pub use umem::{AccountingError, FrameAccounting, FrameState};

@@ -8,10 +8,14 @@
 //! MTU-sized frames. This goes through the named-feature interface (`ETHTOOL_GSTRINGS` of the
 //! feature string set, then `ETHTOOL_[GS]FEATURES`) exactly like `ethtool -K`: the legacy
 //! per-feature commands miss features newer than them (e.g. `tx-tcp-accecn-segmentation` stays on).
-//! Queue counts matter because an `XskPort` serves one RX queue.
-//! Thread-safety: stateless.
+//! Queue counts matter because an `XskPort` serves one RX queue. [`enter_netns`] lets a thread
+//! (the CNI plugin, a test) act inside a pod's namespace before calling these.
+//! Thread-safety: stateless; `enter_netns` changes only the calling thread's namespace.
 
+use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use crate::sys::{self, EthtoolChannels};
 
@@ -130,6 +134,15 @@ pub fn disable_tx_offloads(ifname: &str) -> io::Result<()> {
     sys::ethtool_words(ifname, &mut buf)
 }
 
+/// Moves the calling thread into the network namespace at `path` (`/run/netns/<name>`,
+/// `/proc/<pid>/ns/net`, or the `CNI_NETNS` path). Affects only this thread: sockets it creates
+/// afterwards, interface names it resolves and the `SIOCETHTOOL` calls above then act in that
+/// namespace; sockets created earlier keep theirs. Use a dedicated thread.
+pub fn enter_netns(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    sys::setns_net(file.as_fd())
+}
+
 /// Active RX queues of `ifname` (`rx` + `combined` channels); `Ok(None)` when the driver does not
 /// report channels.
 pub fn rx_queue_count(ifname: &str) -> io::Result<Option<u32>> {
@@ -155,6 +168,19 @@ mod tests {
         assert_eq!(
             rx_queue_count("psx-absent0").map_err(|e| e.raw_os_error()),
             Err(Some(libc::ENODEV))
+        );
+    }
+
+    #[test]
+    fn entering_a_missing_namespace_fails_cleanly() {
+        let err = enter_netns(Path::new("/run/netns/psx-absent-ns")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        // A file that is not a namespace is refused by the kernel.
+        assert_eq!(
+            enter_netns(Path::new("/proc/self/stat"))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EINVAL)
         );
     }
 

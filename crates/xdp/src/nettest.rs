@@ -5,14 +5,13 @@
 //! experimental EtherType 0x88b5 and carry a magic and a sequence number, so the IPv6 chatter a
 //! freshly-up veth produces is ignored.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::fd::AsFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sys::testing::{PacketSocket, setns_net};
+use crate::sys::testing::PacketSocket;
 use crate::{Port, PortError, XdpMode, XskConfig, XskError, XskPort, attached_xdp_program};
 
 const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
@@ -63,8 +62,7 @@ impl NetPair {
         let ns = self.ns.clone();
         let peer = self.peer.clone();
         std::thread::spawn(move || {
-            let file = File::open(format!("/run/netns/{ns}")).expect("netns file");
-            setns_net(file.as_fd()).expect("setns");
+            crate::enter_netns(Path::new(&format!("/run/netns/{ns}"))).expect("setns");
             f(&peer)
         })
         .join()

@@ -248,6 +248,13 @@ fn ethtool_ptr(ifname: &str, data: *mut c_void) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread into the network namespace referred to by `fd`.
+pub(crate) fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // Contract: setns takes an fd and a flag, no pointers.
+    syscall!(setns(fd.as_raw_fd(), libc::CLONE_NEWNET))?;
+    Ok(())
+}
+
 /// Best effort: lifts RLIMIT_MEMLOCK. Failure is expected without CAP_SYS_RESOURCE and harmless
 /// with CAP_IPC_LOCK (then UMEM pages are not counted), so callers only log it.
 pub(crate) fn raise_memlock() -> io::Result<()> {
@@ -385,19 +392,12 @@ impl Drop for Mmap {
 /// that drive real frames through veth pairs.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{AsRawFd, BorrowedFd, OwnedFd, Pod, c_void, io, owned, ptr, size_of};
+    use super::{AsRawFd, OwnedFd, Pod, c_void, io, owned, ptr, size_of};
     use std::os::fd::AsFd;
     use std::time::Duration;
 
     // SAFETY: repr(C) struct of integers and a byte array; every bit pattern is valid.
     unsafe impl Pod for libc::sockaddr_ll {}
-
-    /// Moves the calling thread into the network namespace referred to by `fd`.
-    pub(crate) fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
-        // Contract: setns takes an fd and a flag, no pointers.
-        syscall!(setns(fd.as_raw_fd(), libc::CLONE_NEWNET))?;
-        Ok(())
-    }
 
     /// A raw AF_PACKET socket bound to one interface (all protocols).
     #[derive(Debug)]
