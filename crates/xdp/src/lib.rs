@@ -6,8 +6,11 @@
 //! This crate holds all of the project's unsafe code, fenced in thin wrappers (`sys`, `ring`);
 //! every public item is safe. Usage: open an [`XskPort`] per interface (one per pod veth and one
 //! for the uplink), drive it from one worker thread with `recv`/`send`/`flush`, and `poll` its
-//! [`Port::poll_fd`] when idle. Shutdown: dropping a port detaches its program (bpf_link), closes
-//! the socket and unmaps its memory; the kernel does the same if the process dies.
+//! [`Port::poll_fd`] when idle. A port serves one RX queue: `XskPort::open` refuses an interface
+//! with several active RX queues unless `XskConfig::allow_other_queues` is set. Pod veth ends
+//! should have TX checksum/segmentation offloads off ([`disable_tx_offloads`], run inside the pod
+//! namespace after [`enter_netns`]). Shutdown: dropping a port detaches its program (bpf_link),
+//! closes the socket and unmaps its memory; the kernel does the same if the process dies.
 //! Thread-safety: ports are `Send`, driven by one thread at a time.
 
 mod attached;
