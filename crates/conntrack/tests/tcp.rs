@@ -459,3 +459,34 @@ fn sweep_is_incremental() {
     assert!(rounds > 10, "work was spread over many calls");
     t.check_invariants().unwrap();
 }
+
+#[test]
+fn ignored_syn_then_answering_synack_resynchronises() {
+    // The firewall holds an ESTABLISHED entry the client has forgotten (e.g. it rebooted): its
+    // new SYN is let through unchanged ("ignored"), and the server's SYN/ACK acknowledging that
+    // SYN resynchronises the entry, as nf_conntrack does.
+    let t = small_table();
+    let mut s = Session::new("10.0.0.1", 1234, "10.0.0.2", 80);
+    let now = secs(1);
+    s.handshake(&t, now);
+    let mut fresh = s.with_isn(0x7000_0000, 0x0900_0000);
+    let syn = fresh.meta(true, SYN, 0);
+    assert_eq!(t.lookup(&syn, now).verdict, Verdict::Established);
+    assert_eq!(state(&t), TcpState::Established, "ignored: no state change");
+    fresh.advance(true, SYN, 0);
+    assert_eq!(
+        fresh.send(&t, false, SYNACK, 0, now).verdict,
+        Verdict::Reply
+    );
+    assert_eq!(state(&t), TcpState::SynRecv);
+    assert_eq!(
+        fresh.send(&t, true, ACK, 0, now).verdict,
+        Verdict::Established
+    );
+    assert_eq!(state(&t), TcpState::Established);
+    assert_eq!(
+        fresh.send(&t, true, PSHACK, 100, now).verdict,
+        Verdict::Established
+    );
+    assert_eq!(fresh.send(&t, false, ACK, 0, now).verdict, Verdict::Reply);
+}
