@@ -496,11 +496,15 @@ pub struct Table {
 impl Table {
     /// Creates a table, allocating every shard's slab and index now.
     pub fn new(config: &Config) -> Table {
-        let n = config.shards.max(1).next_power_of_two();
+        // Shards are bounded so the count fits the handle and the power of two cannot overflow.
+        let n = config.shards.clamp(1, 1 << 16).next_power_of_two();
         let per = config.max_entries.div_ceil(n);
         // Slack for hash imbalance between shards: +25 % and a few slots (the total limit is
         // enforced separately, exactly).
-        let shard_cap = (per + per / 4 + 8).min(config.max_entries.max(1));
+        // Index values are `slot << 1 | direction`, so a shard holds fewer than 2^31 slots.
+        let shard_cap = (per.saturating_add(per / 4).saturating_add(8))
+            .min(config.max_entries.max(1))
+            .min(1 << 30);
         let shards = (0..n)
             .map(|_| Padded(Mutex::new(Shard::new(shard_cap))))
             .collect();
