@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod fasthash;
 mod tables;
 mod tunnel;
 

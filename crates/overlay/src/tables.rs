@@ -12,6 +12,7 @@ use hashbrown::{HashMap, HashSet};
 use podswitch_wire::ethernet::Address;
 use podswitch_wire::vxlan;
 
+use crate::fasthash::{FastState, IpKey, TunnelKey};
 use crate::tunnel::{OVERHEAD_V4, OVERHEAD_V6, Prebuilt};
 
 /// VTEP ids index a dense array: they must be below this.
@@ -129,10 +130,10 @@ pub enum OverlayError {
 #[derive(Debug, Clone)]
 pub struct Overlay {
     pub(crate) local: LocalVtep,
-    pub(crate) vnis: HashSet<u32>,
+    pub(crate) vnis: HashSet<u32, FastState>,
     pub(crate) vteps: Vec<Option<Prebuilt>>,
-    pub(crate) by_addr: HashMap<(IpAddr, u32), u32>,
-    endpoints: HashMap<IpAddr, Endpoint>,
+    pub(crate) by_addr: HashMap<TunnelKey, u32, FastState>,
+    endpoints: HashMap<IpKey, (IpAddr, Endpoint), FastState>,
 }
 
 impl Overlay {
@@ -158,8 +159,8 @@ impl Overlay {
             vnis: local.vnis.iter().copied().collect(),
             local,
             vteps: Vec::new(),
-            by_addr: HashMap::new(),
-            endpoints: HashMap::new(),
+            by_addr: HashMap::with_hasher(FastState),
+            endpoints: HashMap::with_hasher(FastState),
         })
     }
 
@@ -205,7 +206,7 @@ impl Overlay {
         if self.vtep(vtep.id).is_some() {
             return Err(OverlayError::DuplicateVtep(vtep.id));
         }
-        if let Some(&existing) = self.by_addr.get(&(vtep.ip, vtep.vni)) {
+        if let Some(&existing) = self.by_addr.get(&TunnelKey::new(vtep.ip, vtep.vni)) {
             return Err(OverlayError::DuplicateAddress {
                 ip: vtep.ip,
                 vni: vtep.vni,
@@ -219,15 +220,16 @@ impl Overlay {
             self.vteps.resize(at + 1, None);
         }
         self.vteps[at] = Some(built);
-        self.by_addr.insert((vtep.ip, vtep.vni), vtep.id);
+        self.by_addr
+            .insert(TunnelKey::new(vtep.ip, vtep.vni), vtep.id);
         Ok(())
     }
 
     /// Removes a VTEP and every endpoint behind it.
     pub fn remove_vtep(&mut self, id: u32) -> Option<Vtep> {
         let v = self.vteps.get_mut(id as usize)?.take()?.vtep;
-        self.by_addr.remove(&(v.ip, v.vni));
-        self.endpoints.retain(|_, e| e.vtep != id);
+        self.by_addr.remove(&TunnelKey::new(v.ip, v.vni));
+        self.endpoints.retain(|_, (_, e)| e.vtep != id);
         Some(v)
     }
 
@@ -243,7 +245,7 @@ impl Overlay {
     /// The id of the VTEP at `ip` on `vni`.
     #[inline]
     pub fn vtep_by_addr(&self, ip: IpAddr, vni: u32) -> Option<u32> {
-        self.by_addr.get(&(ip, vni)).copied()
+        self.by_addr.get(&TunnelKey::new(ip, vni)).copied()
     }
 
     /// Every VTEP, by id.
@@ -260,24 +262,32 @@ impl Overlay {
         if self.vtep(endpoint.vtep).is_none() {
             return Err(OverlayError::UnknownVtep(endpoint.vtep));
         }
-        Ok(self.endpoints.insert(ip, endpoint))
+        Ok(self
+            .endpoints
+            .insert(IpKey::from(ip), (ip, endpoint))
+            .map(|(_, e)| e))
     }
 
     /// Removes a remote endpoint.
     pub fn remove_endpoint(&mut self, ip: IpAddr) -> Option<Endpoint> {
-        self.endpoints.remove(&ip)
+        self.endpoints.remove(&IpKey::from(ip)).map(|(_, e)| e)
     }
 
     /// Where the inner destination `ip` lives: VTEP, MAC and VNI.
     #[inline]
     pub fn endpoint(&self, ip: IpAddr) -> Option<RemoteEndpoint> {
-        let e = self.endpoints.get(&ip)?;
+        let (_, e) = self.endpoints.get(&IpKey::from(ip))?;
         let v = self.vtep(e.vtep)?;
         Some(RemoteEndpoint {
             vtep: e.vtep,
             mac: e.mac,
             vni: v.vni,
         })
+    }
+
+    /// Every remote endpoint (for dumps), in no particular order.
+    pub fn endpoints(&self) -> impl Iterator<Item = (IpAddr, Endpoint)> + '_ {
+        self.endpoints.values().copied()
     }
 
     /// Number of remote endpoints.
@@ -290,8 +300,8 @@ impl Overlay {
     #[inline]
     pub fn owns(&self, vtep: u32, inner_src: IpAddr) -> bool {
         self.endpoints
-            .get(&inner_src)
-            .is_some_and(|e| e.vtep == vtep)
+            .get(&IpKey::from(inner_src))
+            .is_some_and(|(_, e)| e.vtep == vtep)
     }
 }
 
@@ -433,6 +443,16 @@ mod tests {
             })
         );
         assert!(o.owns(1, pod));
+        assert_eq!(
+            o.endpoints().collect::<Vec<_>>(),
+            vec![(
+                pod,
+                Endpoint {
+                    vtep: 1,
+                    mac: pod_mac
+                }
+            )]
+        );
         assert!(
             !o.owns(2, pod),
             "another VTEP must not source this pod's address"
@@ -455,6 +475,7 @@ mod tests {
         assert_eq!(o.remove_vtep(2).map(|v| v.id), Some(2));
         assert_eq!(o.endpoint(pod), None);
         assert_eq!(o.endpoint_count(), 0);
+        assert_eq!(o.endpoints().count(), 0);
         assert_eq!(o.vtep_by_addr(v4(3), 42), None);
         assert_eq!(o.remove_vtep(2), None);
         assert_eq!(o.remove_vtep(MAX_VTEPS + 10), None);
