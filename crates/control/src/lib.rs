@@ -1,1 +1,36 @@
-//! (being written)
+//! podswitch's control plane: the local-socket protocol and its server, the desired state and
+//! its persistence, IPAM per namespace, and the compiled snapshots handed to the workers.
+//!
+//! The pieces, in the order a request meets them: [`frame`] (4-byte length + JSON), [`proto`]
+//! (the versioned schema, documented in `PROTOCOL.md`), [`server`] (a mio event loop serving many
+//! clients on a Unix socket, peers checked with SO_PEERCRED), [`controller`] (validate, persist,
+//! compile, publish), [`desired`] + [`store`] (what was asked for, written atomically), [`ipam`],
+//! [`publish`] ([`StateCell`] to the workers, [`Realised`] back from them), [`dataplane`] (what
+//! the daemon lends for reads), and [`client`] (a blocking client for `podswitchctl` and the CNI
+//! plugin). The daemon's side: build a [`Controller`], give its [`StateCell`] to the workers,
+//! run a [`Server`] on the control thread.
+//!
+//! Thread-safety: the controller and server belong to one control thread; `StateCell`,
+//! `Realised` and the `Dataplane` are shared. No `unsafe` (SO_PEERCRED goes through `nix`).
+
+pub mod client;
+pub mod controller;
+pub mod dataplane;
+pub mod desired;
+pub mod error;
+pub mod frame;
+pub mod ipam;
+pub mod proto;
+pub mod publish;
+pub mod server;
+pub mod store;
+
+pub use client::Client;
+pub use controller::{Controller, ControllerConfig};
+pub use dataplane::{Dataplane, NoDataplane};
+pub use error::{ControlError, ErrorCode};
+pub use ipam::Subnet;
+pub use proto::{Reply, Request, VERSION};
+pub use publish::{Realised, StateCell, StateReader};
+pub use server::{Access, Server, ServerConfig, ShutdownHandle};
+pub use store::{Store, StoreError};
