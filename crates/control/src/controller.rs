@@ -1619,3 +1619,7 @@ fn restore<K: Ord, V>(map: &mut std::collections::BTreeMap<K, V>, k: K, v: Optio
 
 // Re-exported for the fuzz target's invariant checks.
 pub use desired::key as endpoint_key;
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;
