@@ -1066,10 +1066,10 @@ mod tests {
             return;
         }
         // etherparse walks IPsec AH (51) as an extension header in both families; we stop at it.
-        if let L3::Ip(ip) = h.l3 {
-            if ip.protocol == IpProtocol::Unknown(51) {
-                return;
-            }
+        if h.ip()
+            .is_some_and(|ip| ip.protocol == IpProtocol::Unknown(51))
+        {
+            return;
         }
         let Ok(e) = etherparse::SlicedPacket::from_ethernet(bytes) else {
             return;
@@ -1133,14 +1133,13 @@ mod tests {
             (Some(etherparse::TransportSlice::Icmpv6(i)), L4::Icmpv6(o)) => {
                 assert_eq!((i.type_u8(), i.code_u8()), (o.ty, o.code));
             }
-            // etherparse decodes protocol 1 in IPv6 as ICMPv4 and 58 in IPv4 as ICMPv6; we leave a
-            // cross-family ICMP as an unparsed protocol.
+            // etherparse stops at fragments and does not know SCTP; it decodes protocol 1 in IPv6
+            // as ICMPv4 and 58 in IPv4 as ICMPv6, where we leave a cross-family ICMP unparsed.
             (
                 Some(etherparse::TransportSlice::Icmpv4(_) | etherparse::TransportSlice::Icmpv6(_)),
                 L4::None,
-            ) => {}
-            // etherparse stops at fragments and does not know SCTP.
-            (None, _) => {}
+            )
+            | (None, _) => {}
             (t, l4) => panic!("disagree: {t:?} vs {l4:?}"),
         }
     }
