@@ -848,7 +848,7 @@ fn pin(index: usize, cpu: usize) {
     match r {
         Ok(()) => tracing::info!(worker = index, cpu, "worker pinned"),
         Err(e) => {
-            tracing::warn!(worker = index, cpu, error = %e, "CPU pinning failed; running unpinned")
+            tracing::warn!(worker = index, cpu, error = %e, "CPU pinning failed; running unpinned");
         }
     }
 }
