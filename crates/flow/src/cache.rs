@@ -126,9 +126,16 @@ impl<V: Copy> Cache<V> {
         let base = self.bucket(hash);
         let s = sig(hash);
         let sigs = &self.sigs[base..base + WAYS];
+        // A branch-free compare of the bucket's signatures into a bit mask (one SIMD compare),
+        // then full key compares only where a signature matched.
+        let mut mask = 0u32;
         for (i, &x) in sigs.iter().enumerate() {
-            if x == s
-                && let Some(slot) = &self.slots[base + i]
+            mask |= u32::from(x == s) << i;
+        }
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if let Some(slot) = &self.slots[base + i]
                 && slot.key == *key
             {
                 return Some(base + i);
@@ -152,7 +159,12 @@ impl<V: Copy> Cache<V> {
             self.stats.misses += 1;
             return None;
         };
-        if self.slots[at].is_some_and(|s| s.generation != generation) {
+        // By reference throughout: `Option<Slot<V>>` is `Copy`, and a by-value test would copy
+        // the whole entry on every hit.
+        if self.slots[at]
+            .as_ref()
+            .is_some_and(|s| s.generation != generation)
+        {
             self.free(at);
             self.stats.misses += 1;
             self.stats.stale += 1;
@@ -203,7 +215,10 @@ impl<V: Copy> Cache<V> {
         }
         if target.is_none() {
             for i in 0..WAYS {
-                if self.slots[base + i].is_some_and(|s| s.generation != generation) {
+                if self.slots[base + i]
+                    .as_ref()
+                    .is_some_and(|s| s.generation != generation)
+                {
                     target = Some(base + i);
                     break;
                 }
@@ -217,7 +232,7 @@ impl<V: Copy> Cache<V> {
             let v = usize::from(self.victim[b]);
             self.victim[b] = ((v + 1) % WAYS) as u8;
             self.stats.evictions += 1;
-            evicted = self.slots[base + v].map(|s| s.key);
+            evicted = self.slots[base + v].as_ref().map(|s| s.key);
             base + v
         };
         self.sigs[at] = sig(hash);
@@ -228,7 +243,7 @@ impl<V: Copy> Cache<V> {
     /// Removes `key`; returns its value (whatever its generation).
     pub fn remove(&mut self, key: &FlowKey, hash: u32) -> Option<V> {
         let at = self.find(key, hash)?;
-        let v = self.slots[at].map(|s| s.value);
+        let v = self.slots[at].as_ref().map(|s| s.value);
         self.free(at);
         v
     }
