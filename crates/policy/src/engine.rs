@@ -8,7 +8,9 @@
 //! namespace selector matches its namespace; a namespace relabel re-evaluates that namespace's
 //! endpoints; a policy change evaluates only groups it creates and refreshes only the endpoints its
 //! old and new pod selectors hold. [`PolicyEngine::commit`] rebuilds the views of touched endpoints
-//! and publishes a new generation; unchanged views are shared (`Arc`) with earlier snapshots.
+//! and publishes a new generation; unchanged views are shared (`Arc`) with earlier snapshots. The
+//! per-endpoint pointer tables are copied on write, so a commit also costs one pointer copy per
+//! endpoint (no recomputation); a chunked table would remove that if it ever matters.
 //!
 //! Thread-safety: the engine is single-writer (`&mut self`); a [`Snapshot`] is immutable and
 //! `Send + Sync`, handed to workers as `Arc<Snapshot>` and read without locks.
