@@ -30,6 +30,7 @@
 
 mod config;
 mod hash;
+mod index;
 pub mod meta;
 pub mod nat;
 mod proto;
@@ -37,6 +38,7 @@ mod sctp;
 mod table;
 pub mod tcp;
 mod tuple;
+mod zones;
 
 pub use config::{Config, Timeouts};
 pub use meta::{L4, PacketMeta, SctpMeta, TcpFlags, TcpMeta};

@@ -3,8 +3,8 @@
 //! counters and an invariant checker.
 //!
 //! Layout: `shards` (a power of two) `Mutex`-protected shards, each with a slab of entries sized
-//! at creation, a free list, a `hashbrown::HashTable<u32>` index mapping both tuples of each
-//! entry to `slot << 1 | direction`, and two intrusive FIFO lists of evictable entries
+//! at creation, a free list, a compact open-addressing [`Index`] mapping both tuples of each
+//! entry to `slot << 1 | direction` (one cache line per probe, then the entry), and two intrusive FIFO lists of evictable entries
 //! (unassured, closing). A connection lives in the shard chosen by the symmetric hash of its
 //! original tuple, so both directions meet there. When NAT makes the reply tuple hash to another
 //! shard, that shard holds a *redirect* (reply tuple → owning shard). No operation ever holds two
@@ -25,14 +25,15 @@ use hashbrown::HashTable;
 
 use crate::config::Config;
 use crate::hash::hashes;
+use crate::index::Index;
 use crate::meta::{L4, PacketMeta};
 use crate::nat::{Nat, Rewrite, same_family};
 use crate::proto::{Class, Outcome, Proto, Resolved};
 use crate::tuple::{Key, Tuple, addr_bits};
+use crate::zones::Zones;
 use crate::{ConnState, Direction, Instant};
 
 const NIL: u32 = u32::MAX;
-const ZONES: usize = 1 << 16;
 
 /// Why a packet was classified invalid. Each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -341,7 +342,7 @@ struct List {
 
 #[derive(Debug)]
 struct Shard {
-    index: HashTable<u32>,
+    index: Index,
     redirects: HashTable<(Key, u32)>,
     redirect_cap: usize,
     entries: Vec<Entry>,
@@ -359,9 +360,8 @@ impl Shard {
     fn new(cap: u32) -> Shard {
         let cap_us = cap as usize;
         Shard {
-            // Two keys per entry; twice that so deletions' tombstones are always cleaned by an
-            // in-place rehash, never a reallocation.
-            index: HashTable::with_capacity(cap_us * 4),
+            // Two keys per entry; the index keeps its load at or below one half.
+            index: Index::with_capacity(cap_us * 2),
             redirects: HashTable::with_capacity(cap_us.div_ceil(2) * 2),
             redirect_cap: cap_us.div_ceil(2),
             entries: vec![Entry::vacant(); cap_us],
@@ -379,10 +379,12 @@ impl Shard {
     fn find(&self, t: u64, key: &Key) -> Option<(u32, usize)> {
         let entries = &self.entries;
         self.index
-            .find(t, |&v| {
-                entries[(v >> 1) as usize].keys[(v & 1) as usize] == *key
+            .find(t, |v| {
+                entries
+                    .get((v >> 1) as usize)
+                    .is_some_and(|e| e.keys[(v & 1) as usize] == *key)
             })
-            .map(|&v| (v >> 1, (v & 1) as usize))
+            .map(|v| (v >> 1, (v & 1) as usize))
     }
 
     fn find_redirect(&self, t: u64, key: &Key) -> Option<u32> {
@@ -486,8 +488,7 @@ pub struct Table {
     max_entries: u32,
     shard_cap: u32,
     occupancy: AtomicU32,
-    zone_occupancy: Box<[AtomicU32]>,
-    zone_limit: Box<[u32]>,
+    zones: Zones,
     refusals: [AtomicU64; RefusalReason::COUNT],
     evictions: AtomicU64,
     sweep_cursor: AtomicU64,
@@ -508,10 +509,6 @@ impl Table {
         let shards = (0..n)
             .map(|_| Padded(Mutex::new(Shard::new(shard_cap))))
             .collect();
-        let mut zone_limit = vec![config.default_zone_limit; ZONES].into_boxed_slice();
-        for &(z, l) in &config.zone_limits {
-            zone_limit[usize::from(z)] = l;
-        }
         Table {
             shards,
             mask: n as usize - 1,
@@ -521,8 +518,7 @@ impl Table {
             max_entries: config.max_entries,
             shard_cap,
             occupancy: AtomicU32::new(0),
-            zone_occupancy: (0..ZONES).map(|_| AtomicU32::new(0)).collect(),
-            zone_limit,
+            zones: Zones::new(config),
             refusals: Default::default(),
             evictions: AtomicU64::new(0),
             sweep_cursor: AtomicU64::new(0),
@@ -549,8 +545,22 @@ impl Table {
     }
 
     /// Number of entries in `zone`.
+    ///
+    /// A zone with a limit has a counter (one atomic load); an unlimited zone is counted by
+    /// visiting every shard, one lock at a time (a control-plane query, not for the packet path).
     pub fn zone_occupancy(&self, zone: u16) -> u32 {
-        self.zone_occupancy[usize::from(zone)].load(Ordering::Relaxed)
+        if let Some((_, c)) = self.zones.get(zone) {
+            return c.load(Ordering::Relaxed);
+        }
+        (0..=self.mask)
+            .map(|si| {
+                let g = self.lock(si);
+                g.entries
+                    .iter()
+                    .filter(|e| e.in_use && e.keys[0].zone == zone)
+                    .count() as u32
+            })
+            .sum()
     }
 
     /// The total limit.
@@ -775,10 +785,7 @@ impl Table {
         };
         for (d, key) in keys.iter().enumerate().take(n) {
             let t = hashes(self.seed, key).1;
-            let c = code(slot, d);
-            if let Ok(o) = g.index.find_entry(t, |&v| v == c) {
-                o.remove();
-            }
+            g.index.remove(t, code(slot, d));
         }
         if redirect != NIL {
             pending.push(redirect, keys[1], si as u32);
@@ -790,7 +797,7 @@ impl Table {
         e.generation = e.generation.wrapping_add(1);
         g.free.push(slot);
         self.occupancy.fetch_sub(1, Ordering::Relaxed);
-        self.zone_occupancy[usize::from(keys[0].zone)].fetch_sub(1, Ordering::Relaxed);
+        self.zones.release(keys[0].zone);
     }
 
     #[inline]
@@ -855,10 +862,12 @@ impl Table {
         zone: u16,
         pending: &mut Pending,
     ) -> Result<(), RefusalReason> {
-        let z = usize::from(zone);
+        let zc = self.zones.get(zone);
         for _ in 0..4 {
-            if self.zone_occupancy[z].fetch_add(1, Ordering::Relaxed) >= self.zone_limit[z] {
-                self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
+            if let Some((limit, c)) = zc
+                && c.fetch_add(1, Ordering::Relaxed) >= limit
+            {
+                c.fetch_sub(1, Ordering::Relaxed);
                 if !self.evict_one(g, si, Some(zone), pending) {
                     return Err(RefusalReason::ZoneFull);
                 }
@@ -866,7 +875,7 @@ impl Table {
             }
             if self.occupancy.fetch_add(1, Ordering::Relaxed) >= self.max_entries {
                 self.occupancy.fetch_sub(1, Ordering::Relaxed);
-                self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
+                self.zones.release(zone);
                 if !self.evict_one(g, si, None, pending) {
                     return Err(RefusalReason::TableFull);
                 }
@@ -874,7 +883,7 @@ impl Table {
             }
             if g.free.is_empty() {
                 self.occupancy.fetch_sub(1, Ordering::Relaxed);
-                self.zone_occupancy[z].fetch_sub(1, Ordering::Relaxed);
+                self.zones.release(zone);
                 if !self.evict_one(g, si, None, pending) {
                     return Err(RefusalReason::ShardFull);
                 }
@@ -1089,7 +1098,7 @@ impl Table {
         let Some(slot) = g.free.pop() else {
             // `reserve` guaranteed a free slot; give the reservation back defensively.
             self.occupancy.fetch_sub(1, Ordering::Relaxed);
-            self.zone_occupancy[usize::from(key.zone)].fetch_sub(1, Ordering::Relaxed);
+            self.zones.release(key.zone);
             return Err(CommitError::Refused(RefusalReason::ShardFull));
         };
         {
@@ -1106,13 +1115,9 @@ impl Table {
             e.expires = u64::MAX;
             e.class = Class::Assured;
         }
-        let seed = self.seed;
         let n = g.entries[slot as usize].key_count();
         for (d, h) in [t, rt].into_iter().enumerate().take(n) {
-            let Shard { index, entries, .. } = &mut *g;
-            index.insert_unique(h, code(slot, d), |&v| {
-                hashes(seed, &entries[(v >> 1) as usize].keys[(v & 1) as usize]).1
-            });
+            g.index.insert(h, code(slot, d));
         }
         g.link(slot, Class::Unassured);
         g.stats.commits += 1;
@@ -1390,23 +1395,25 @@ impl Table {
                 self.max_entries
             ));
         }
-        for (z, &count) in &zones {
-            if self.zone_occupancy(*z) != count {
-                return fail(format!(
-                    "zone {z}: occupancy {} != {count}",
-                    self.zone_occupancy(*z)
-                ));
+        let tracked = self.zones.tracked();
+        for &(z, limit, counted) in &tracked {
+            let count = zones.get(&z).copied().unwrap_or(0);
+            if counted != count {
+                return fail(format!("zone {z}: occupancy {counted} != {count}"));
             }
-            if count > self.zone_limit[usize::from(*z)] {
+            if count > limit {
                 return fail(format!("zone {z}: {count} exceeds its limit"));
             }
         }
-        let zone_sum: u64 = self
-            .zone_occupancy
-            .iter()
-            .map(|a| u64::from(a.load(Ordering::Relaxed)))
-            .sum();
-        if zone_sum != total {
+        for (z, &count) in &zones {
+            if let Some((_, c)) = self.zones.get(*z)
+                && c.load(Ordering::Relaxed) != count
+            {
+                return fail(format!("zone {z}: counter differs from its {count} entries"));
+            }
+        }
+        let zone_sum: u64 = tracked.iter().map(|&(_, _, n)| u64::from(n)).sum();
+        if self.zones.dense() && zone_sum != total {
             return fail(format!(
                 "per-zone occupancy sums to {zone_sum}, entries {total}"
             ));

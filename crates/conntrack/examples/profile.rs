@@ -1,0 +1,150 @@
+//! A small measurement binary for instruction and cache profiles of the table's packet path
+//! (the criterion bench measures wall time, which a shared machine makes noisy). Usage:
+//! `profile <lookup|update|new> <entries> <ops>`; the work to measure runs in the
+//! `measure_*` functions, so `valgrind --tool=callgrind --toggle-collect='profile::measure_*'`
+//! counts only it. Mirrors `benches/benches/conntrack.rs` (same tuples, scattered order).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use podswitch_conntrack::{
+    Config, Handle, Instant, Nat, PacketMeta, Table, TcpFlags, TcpMeta, Verdict,
+};
+
+const NOW: Instant = Instant(1_000_000_000);
+
+fn seg(src: IpAddr, sp: u16, dst: IpAddr, dp: u16, flags: TcpFlags, seq: u32, ack: u32) -> PacketMeta {
+    PacketMeta::tcp(
+        src,
+        dst,
+        TcpMeta {
+            src_port: sp,
+            dst_port: dp,
+            flags,
+            seq,
+            ack,
+            window: 65535,
+            ..TcpMeta::default()
+        },
+    )
+}
+
+fn ends(i: u32) -> (IpAddr, u16, IpAddr, u16) {
+    (
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i >> 12))),
+        1024 + (i & 0xfff) as u16,
+        IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1)),
+        443,
+    )
+}
+
+fn established(n: u32) -> (Table, Vec<(PacketMeta, Handle)>) {
+    let t = Table::new(&Config {
+        max_entries: n + n / 8 + 1024,
+        shards: 256,
+        ..Config::default()
+    });
+    let mut pkts = Vec::with_capacity(2 * n as usize);
+    for i in 0..n {
+        let (c, cp, s, sp) = ends(i);
+        t.commit(&seg(c, cp, s, sp, TcpFlags::SYN, 100, 0), Nat::NONE, NOW)
+            .expect("commit");
+        t.lookup(&seg(s, sp, c, cp, TcpFlags::SYN | TcpFlags::ACK, 900, 101), NOW);
+        let a = seg(c, cp, s, sp, TcpFlags::ACK, 101, 901);
+        let b = seg(s, sp, c, cp, TcpFlags::ACK, 901, 101);
+        let la = t.lookup(&a, NOW);
+        let lb = t.lookup(&b, NOW);
+        assert_eq!((la.verdict, lb.verdict), (Verdict::Established, Verdict::Reply));
+        pkts.push((a, la.handle.expect("handle")));
+        pkts.push((b, lb.handle.expect("handle")));
+    }
+    let len = pkts.len();
+    let stride = (len / 2 + 1) | 1;
+    let stride = if gcd(stride, len) == 1 { stride } else { 1 };
+    let order = (0..len).map(|k| pkts[(k * stride) % len]).collect();
+    (t, order)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+#[inline(never)]
+fn measure_lookups(t: &Table, w: &[(PacketMeta, Handle)]) -> u32 {
+    let mut ok = 0;
+    for (m, _) in w {
+        ok += u32::from(!matches!(t.lookup(black_box(m), NOW).verdict, Verdict::Invalid(_)));
+    }
+    ok
+}
+
+#[inline(never)]
+fn measure_updates(t: &Table, w: &[(PacketMeta, Handle)]) -> u32 {
+    let mut ok = 0;
+    for (m, h) in w {
+        ok += u32::from(t.update(*h, black_box(m), NOW).is_some());
+    }
+    ok
+}
+
+#[inline(never)]
+fn measure_new(t: &Table, syns: &[PacketMeta]) -> Vec<Handle> {
+    let mut hs = Vec::with_capacity(syns.len());
+    for m in syns {
+        if t.lookup(black_box(m), NOW).verdict == Verdict::New
+            && let Ok(l) = t.commit(m, Nat::NONE, NOW)
+            && let Some(h) = l.handle
+        {
+            hs.push(h);
+        }
+    }
+    hs
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("lookup", String::as_str);
+    let n: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let ops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let start = std::time::Instant::now();
+    match mode {
+        "new" => {
+            let t = Table::new(&Config {
+                max_entries: 4 * 10_000,
+                shards: 256,
+                ..Config::default()
+            });
+            let syns: Vec<_> = (0..ops as u32)
+                .map(|i| {
+                    let (c, cp, s, sp) = ends(i);
+                    seg(c, cp, s, sp, TcpFlags::SYN, i, 0)
+                })
+                .collect();
+            let mut done = 0;
+            for chunk in syns.chunks(10_000) {
+                let hs = measure_new(&t, chunk);
+                done += hs.len();
+                for h in hs {
+                    t.remove(h);
+                }
+            }
+            println!("new: {done} committed in {:?}", start.elapsed());
+        }
+        _ => {
+            let (t, pkts) = established(n);
+            let setup = start.elapsed();
+            let w: Vec<_> = pkts.iter().copied().cycle().take(ops).collect();
+            let start = std::time::Instant::now();
+            let ok = if mode == "update" {
+                measure_updates(&t, &w)
+            } else {
+                measure_lookups(&t, &w)
+            };
+            let el = start.elapsed();
+            println!(
+                "{mode} n={n}: {ok}/{ops} ok, setup {setup:?}, {:.1} ns/op",
+                el.as_nanos() as f64 / ops as f64
+            );
+        }
+    }
+}

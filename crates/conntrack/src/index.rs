@@ -1,0 +1,166 @@
+//! A shard's tuple index: a compact open-addressing table of 8-byte slots, each `{tag: u32,
+//! code + 1: u32}` (0 = empty), probed linearly. A lookup reads one slot line in the common case
+//! and then the entry itself (hashbrown's control bytes and slot array are two more lines).
+//!
+//! The home position of a slot is `tag & mask`, so it can be recomputed from the slot alone:
+//! removal uses backward-shift deletion and leaves no tombstone, so the table never degrades
+//! and never rehashes. The tag bits above the mask filter non-matching keys before the entry is
+//! read. Invariants: the slot count is a power of two and at least twice the number of codes
+//! the owner may insert (load ≤ 50 %), so probes are short and an empty slot always exists.
+//! Plain data guarded by the owning shard's lock.
+
+#[derive(Debug)]
+pub(crate) struct Index {
+    slots: Box<[u64]>,
+    mask: usize,
+    len: usize,
+}
+
+#[inline(always)]
+fn tag(h: u64) -> u32 {
+    (h >> 32) as u32
+}
+
+impl Index {
+    /// An index for at most `max_codes` codes.
+    pub(crate) fn with_capacity(max_codes: usize) -> Index {
+        let n = max_codes.saturating_mul(2).max(8).next_power_of_two();
+        Index {
+            slots: vec![0; n].into_boxed_slice(),
+            mask: n - 1,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first code stored under hash `h` for which `eq` holds.
+    #[inline(always)]
+    pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let t = tag(h);
+        let mut pos = t as usize & self.mask;
+        loop {
+            let v = self.slots[pos];
+            if v == 0 {
+                return None;
+            }
+            if (v >> 32) as u32 == t {
+                let code = (v as u32).wrapping_sub(1);
+                if eq(code) {
+                    return Some(code);
+                }
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Stores `code` (below `u32::MAX`) under hash `h`. The caller never exceeds the capacity
+    /// given at creation and never inserts a key twice.
+    pub(crate) fn insert(&mut self, h: u64, code: u32) {
+        debug_assert!(self.len < self.slots.len() / 2 + 1);
+        let t = tag(h);
+        let mut pos = t as usize & self.mask;
+        while self.slots[pos] != 0 {
+            pos = (pos + 1) & self.mask;
+        }
+        self.slots[pos] = u64::from(t) << 32 | u64::from(code.wrapping_add(1));
+        self.len += 1;
+    }
+
+    /// Removes `code` stored under hash `h`; `false` if it is not there.
+    pub(crate) fn remove(&mut self, h: u64, code: u32) -> bool {
+        let want = u64::from(tag(h)) << 32 | u64::from(code.wrapping_add(1));
+        let mut pos = tag(h) as usize & self.mask;
+        loop {
+            let v = self.slots[pos];
+            if v == 0 {
+                return false;
+            }
+            if v == want {
+                break;
+            }
+            pos = (pos + 1) & self.mask;
+        }
+        // Backward-shift deletion: pull later slots of the probe run into the hole when their
+        // home lies at or before it, so no search ever stops early at the hole.
+        let mut hole = pos;
+        let mut j = (pos + 1) & self.mask;
+        loop {
+            let v = self.slots[j];
+            if v == 0 {
+                break;
+            }
+            let home = (v >> 32) as usize & self.mask;
+            if j.wrapping_sub(home) & self.mask >= j.wrapping_sub(hole) & self.mask {
+                self.slots[hole] = v;
+                hole = j;
+            }
+            j = (j + 1) & self.mask;
+        }
+        self.slots[hole] = 0;
+        self.len -= 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hashes chosen to collide on the home slot and wrap around the end of the table.
+    fn h(home: u64, salt: u64) -> u64 {
+        (salt << 8 | home) << 32
+    }
+
+    #[test]
+    fn insert_find_remove_with_collisions_and_wraparound() {
+        let mut ix = Index::with_capacity(4); // 8 slots
+        let keys: Vec<(u64, u32)> = (0..4).map(|i| (h(6 + (i % 2), i), i as u32)).collect();
+        for &(hh, c) in &keys {
+            ix.insert(hh, c);
+        }
+        assert_eq!(ix.len(), 4);
+        for &(hh, c) in &keys {
+            assert_eq!(ix.find(hh, |x| x == c), Some(c));
+        }
+        assert_eq!(ix.find(h(6, 9), |_| true), None, "other tags never match");
+        // Remove in an order that forces shifts across the wrap.
+        assert!(ix.remove(keys[0].0, keys[0].1));
+        assert!(!ix.remove(keys[0].0, keys[0].1));
+        for &(hh, c) in &keys[1..] {
+            assert_eq!(ix.find(hh, |x| x == c), Some(c), "code {c} lost by the shift");
+        }
+        for &(hh, c) in &keys[1..] {
+            assert!(ix.remove(hh, c));
+        }
+        assert_eq!(ix.len(), 0);
+        assert!(ix.slots.iter().all(|&v| v == 0), "no tombstones left");
+    }
+
+    #[test]
+    fn matches_a_model_under_random_churn() {
+        let mut ix = Index::with_capacity(64);
+        let mut model: Vec<(u64, u32)> = Vec::new();
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for step in 0..5000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Few distinct homes so runs are long and shifts frequent.
+            let hh = h(x & 15, x >> 60);
+            if model.len() < 64 && (x >> 8) % 3 != 0 {
+                ix.insert(hh, step);
+                model.push((hh, step));
+            } else if !model.is_empty() {
+                let (rh, rc) = model.swap_remove((x >> 20) as usize % model.len());
+                assert!(ix.remove(rh, rc));
+            }
+            assert_eq!(ix.len(), model.len());
+        }
+        for &(hh, c) in &model {
+            assert_eq!(ix.find(hh, |x| x == c), Some(c));
+        }
+    }
+}
