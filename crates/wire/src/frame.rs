@@ -203,7 +203,9 @@ pub struct Sctp {
     pub verification_tag: u32,
 }
 
-/// ICMPv4 or ICMPv6 fields.
+/// ICMPv4 or ICMPv6 fields. For an error message (ICMPv4 types 3, 4, 5, 11, 12; ICMPv6 types
+/// 1–4) the invoking packet's IP header starts at `Headers::payload_offset` (RFC 792, RFC 4443
+/// §3), which is where conntrack looks for the related flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Icmp {
     /// Type.
