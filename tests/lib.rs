@@ -481,6 +481,8 @@ pub struct Node {
     pub policy_yaml: Option<String>,
     /// Extra TOML appended to `[workers]`.
     pub workers_toml: String,
+    /// Serve the control socket (`<dir>/control.sock`).
+    pub control: bool,
     pub daemon: Option<Daemon>,
 }
 
@@ -502,6 +504,7 @@ impl Node {
             namespaces: Vec::new(),
             policy_yaml: None,
             workers_toml: String::new(),
+            control: false,
             daemon: None,
         })
     }
@@ -516,6 +519,10 @@ impl Node {
 
     pub fn stats_path(&self) -> PathBuf {
         self.dir.join("stats.json")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("control.sock")
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -535,6 +542,13 @@ impl Node {
              [workers]\n{}\n[stats]\nfile_interval_ms = 100\nlog_interval_secs = 1\n\n",
             self.prefix, self.workers_toml
         )?;
+        if self.control {
+            writeln!(
+                t,
+                "[control]\nsocket = \"{}\"\n",
+                self.socket_path().display()
+            )?;
+        }
         for (ns, labels) in &self.namespaces {
             write!(t, "[[namespaces]]\nname = \"{ns}\"\nlabels = {{ ")?;
             let l: Vec<String> = labels

@@ -290,7 +290,10 @@ impl Default for StatsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
+    /// The Unix socket clients (podswitchctl, the CNI plugin) talk to.
     pub socket: PathBuf,
+    /// Where the controller persists the desired state (survives restarts); none: memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A Kubernetes namespace and its labels.
@@ -553,10 +556,11 @@ impl Config {
         }
     }
 
-    fn overlay(&self) -> anyhow::Result<Overlay> {
+    /// This node's VTEP.
+    pub fn local_vtep(&self) -> anyhow::Result<LocalVtep> {
         // Without an uplink the overlay is empty but still needs a local VTEP; a documentation
         // address (RFC 5737) that no frame will ever carry.
-        let local = match &self.uplink {
+        Ok(match &self.uplink {
             Some(u) => LocalVtep::new(u.vtep_ip, parse_mac(&u.vtep_mac)?, u.underlay_mtu, &u.vnis),
             None => LocalVtep::new(
                 IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
@@ -564,8 +568,11 @@ impl Config {
                 default_underlay_mtu(),
                 &default_vnis(),
             ),
-        };
-        let mut o = Overlay::new(local)?;
+        })
+    }
+
+    fn overlay(&self) -> anyhow::Result<Overlay> {
+        let mut o = Overlay::new(self.local_vtep()?)?;
         for v in &self.vteps {
             o.add_vtep(Vtep {
                 id: v.id,
@@ -666,14 +673,21 @@ impl Config {
         Ok(b.build()?)
     }
 
+    /// The uplink's AF_XDP port, if any: `(port id, interface, worker 0)`.
+    pub fn uplink_plan(&self) -> Vec<(u32, String, usize)> {
+        match &self.uplink {
+            Some(Uplink {
+                interface: Some(i),
+                port,
+                ..
+            }) => vec![(*port, i.clone(), 0)],
+            _ => Vec::new(),
+        }
+    }
+
     /// Every AF_XDP port to open: `(port id, interface, worker)`, the uplink included.
     pub fn port_plan(&self) -> Vec<(u32, String, usize)> {
-        let mut out = Vec::new();
-        if let Some(u) = &self.uplink
-            && let Some(i) = &u.interface
-        {
-            out.push((u.port, i.clone(), 0));
-        }
+        let mut out = self.uplink_plan();
         // The uplink (if any) takes worker 0's first slot; pods continue the round robin.
         let offset = out.len();
         for (n, p) in self.ports.iter().enumerate() {

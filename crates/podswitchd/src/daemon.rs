@@ -24,6 +24,7 @@ use podswitch_conntrack::Table;
 use podswitch_xdp::{Port, XdpMode, XskConfig, XskPort};
 
 use crate::config::{Config, XdpModeConfig};
+use crate::control::{self, ControlPlane, DaemonDataplane};
 use crate::report;
 use crate::runner::{Runner, Settings};
 
@@ -98,6 +99,7 @@ fn settings(c: &Config) -> Settings {
         sweep_budget: w.sweep_budget,
         revalidate_budget: w.revalidate_budget,
         ring_slots: w.ring_slots,
+        realised: None,
     }
 }
 
@@ -140,6 +142,7 @@ struct Daemon {
     config: Config,
     generation: u64,
     runner: Runner,
+    control: Option<ControlPlane>,
     /// Port id → interface, for the ports currently open.
     open: HashMap<u32, String>,
     started: Instant,
@@ -169,21 +172,9 @@ impl Daemon {
         )
     }
 
-    fn reload(&mut self) -> anyhow::Result<()> {
-        let new = Config::load(&self.path)?;
-        if new.workers != self.config.workers {
-            tracing::warn!("[workers] changed: takes effect after a restart");
-        }
-        if new.xdp != self.config.xdp || new.conntrack != self.config.conntrack {
-            tracing::warn!("[xdp]/[conntrack] changed: take effect after a restart");
-        }
-        let generation = self.generation + 1;
-        let state = Arc::new(new.build_state(generation)?);
-        let plan: HashMap<u32, (String, usize)> = new
-            .port_plan()
-            .into_iter()
-            .map(|(id, name, w)| (id, (name, w)))
-            .collect();
+    /// Opens and closes ports so the open set matches `plan` (port id → interface, worker);
+    /// returns the ids opened.
+    fn sync_ports(&mut self, config: &Config, plan: &HashMap<u32, (String, usize)>) -> Vec<u32> {
         // Ports gone or moved to another interface: remove first (their endpoints are gone
         // from the new state; frames still routed to them are counted as having no port).
         let stale: Vec<u32> = self
@@ -199,11 +190,11 @@ impl Daemon {
             }
         }
         let mut added = Vec::new();
-        for (id, (name, w)) in &plan {
+        for (id, (name, w)) in plan {
             if self.open.contains_key(id) {
                 continue;
             }
-            match open_port(&new, name) {
+            match open_port(config, name) {
                 Ok(p) => {
                     self.runner.add_port(*id, p, *w);
                     self.open.insert(*id, name.clone());
@@ -212,6 +203,60 @@ impl Daemon {
                 Err(e) => tracing::error!(port = id, "{e:#}"),
             }
         }
+        added
+    }
+
+    /// Control mode: follows the controller's newest state (ports first, then the state).
+    fn follow_control(&mut self) {
+        let Some(cp) = self.control.as_mut() else {
+            return;
+        };
+        let Some(state) = cp.changed() else { return };
+        let workers = self.runner.workers();
+        let mut plan: HashMap<u32, (String, usize)> = self
+            .config
+            .uplink_plan()
+            .into_iter()
+            .map(|(id, name, w)| (id, (name, w)))
+            .collect();
+        match cp.endpoints() {
+            Ok(eps) => {
+                for e in eps {
+                    plan.insert(e.port, (e.interface, e.port as usize % workers));
+                }
+                let config = self.config.clone();
+                let added = self.sync_ports(&config, &plan);
+                if !added.is_empty() {
+                    tracing::info!(added = ?added, "ports opened for new endpoints");
+                }
+            }
+            Err(e) => tracing::error!("cannot list endpoints; ports unchanged: {e:#}"),
+        }
+        self.generation = state.generation();
+        self.runner.publish(state);
+    }
+
+    fn reload(&mut self) -> anyhow::Result<()> {
+        if self.control.is_some() {
+            anyhow::bail!(
+                "in control mode the state comes from the control socket; restart to re-read the file"
+            );
+        }
+        let new = Config::load(&self.path)?;
+        if new.workers != self.config.workers {
+            tracing::warn!("[workers] changed: takes effect after a restart");
+        }
+        if new.xdp != self.config.xdp || new.conntrack != self.config.conntrack {
+            tracing::warn!("[xdp]/[conntrack] changed: take effect after a restart");
+        }
+        let generation = self.generation + 1;
+        let state = Arc::new(new.build_state(generation)?);
+        let plan = new
+            .port_plan()
+            .into_iter()
+            .map(|(id, name, w)| (id, (name, w)))
+            .collect();
+        let added = self.sync_ports(&new, &plan);
         self.runner.publish(state);
         self.generation = generation;
         self.config = new;
@@ -223,8 +268,8 @@ impl Daemon {
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.config)?;
-    let state = Arc::new(config.build_state(1)?);
     if cli.check {
+        config.build_state(1)?;
         println!(
             "{}: ok — {} ports, {} namespaces, {} policy files, {} workers ({:?})",
             cli.config.display(),
@@ -238,14 +283,39 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     let flags = Flags::register()?;
     let conntrack = Arc::new(Table::new(&config.conntrack_config()));
+    let mut settings = settings(&config);
+    let workers = settings.workers;
+    let (state, plan, seeded) = if config.control.is_some() {
+        let dp = DaemonDataplane::new(Arc::clone(&conntrack));
+        let seeded = control::seed(&config, Arc::clone(&dp), workers)?;
+        let mut plan = config.uplink_plan();
+        plan.extend(
+            seeded
+                .ports()
+                .into_iter()
+                .map(|(id, name)| (id, name, id as usize % workers)),
+        );
+        settings.realised = Some(Arc::clone(&seeded.realised));
+        (seeded.state(), plan, Some((seeded, dp)))
+    } else {
+        (Arc::new(config.build_state(1)?), config.port_plan(), None)
+    };
+    let generation = state.generation();
     let mut ports = Vec::new();
     let mut open = HashMap::new();
-    for (id, name, w) in config.port_plan() {
+    for (id, name, w) in plan {
         ports.push((id, open_port(&config, &name)?, w));
         open.insert(id, name);
     }
-    let runner = Runner::start(&settings(&config), state, conntrack, ports)
-        .context("starting the workers")?;
+    let runner =
+        Runner::start(&settings, state, conntrack, ports).context("starting the workers")?;
+    let control = match (seeded, &config.control) {
+        (Some((seeded, dp)), Some(c)) => {
+            dp.attach(runner.counters());
+            Some(seeded.serve(c.socket.clone())?)
+        }
+        _ => None,
+    };
     tracing::info!(
         node = %config.node.name,
         ports = open.len(),
@@ -253,14 +323,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         poll = ?config.workers.poll,
         "podswitchd running"
     );
-    if config.control.is_some() {
-        tracing::warn!("[control] is configured but this build serves no control socket yet");
-    }
     let stats_file = cli.stats_file.clone().or_else(|| config.stats.file.clone());
     let mut d = Daemon {
         path: cli.config.clone(),
-        generation: 1,
+        generation,
         runner,
+        control,
         open,
         started: Instant::now(),
         stats_file,
@@ -271,6 +339,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Instant::now() + Duration::from_secs(d.config.stats.log_interval_secs.max(1));
     while !flags.term.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(50));
+        d.follow_control();
         if flags.hup.swap(false, Ordering::AcqRel) {
             tracing::info!("SIGHUP: reloading {}", d.path.display());
             if let Err(e) = d.reload() {
@@ -299,6 +368,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopping: workers first, then ports (XDP programs detach)");
+    if let Some(cp) = d.control.as_mut() {
+        cp.stop();
+    }
     d.runner.stop();
     // Workers report once more on exit: the file holds the final counters.
     d.write_stats();

@@ -65,6 +65,8 @@ pub struct Settings {
     pub sweep_budget: usize,
     pub revalidate_budget: usize,
     pub ring_slots: usize,
+    /// The control plane's realisation tracker, told each generation a worker picks up.
+    pub realised: Option<Arc<podswitch_control::Realised>>,
 }
 
 /// A command for one worker, applied between batches.
@@ -181,7 +183,44 @@ pub struct Shared {
     reports: Vec<Mutex<WorkerReport>>,
 }
 
+/// Reads the workers' counters from any thread (the control server's, for instance).
+#[derive(Debug, Clone)]
+pub struct Counters {
+    shared: Arc<Shared>,
+}
+
+impl Counters {
+    /// The merged counters (see [`Runner::merged`]).
+    pub fn merged(&self) -> Merged {
+        self.shared.merged()
+    }
+
+    /// The datapath clock, as the workers read it.
+    pub fn now(&self) -> Instant {
+        self.shared.now()
+    }
+}
+
 impl Shared {
+    fn merged(&self) -> Merged {
+        let mut m = Merged {
+            realised: self
+                .realised
+                .iter()
+                .map(|g| g.load(Ordering::Acquire))
+                .collect(),
+            ..Merged::default()
+        };
+        for r in &self.reports {
+            let r = r.lock().unwrap_or_else(PoisonError::into_inner);
+            m.stats.merge(&r.stats);
+            m.ports.extend(r.ports.iter().cloned());
+            m.runner.add(&r.runner);
+        }
+        m.ports.sort_by_key(|p| p.id);
+        m
+    }
+
     /// The datapath clock: nanoseconds since the runner started, plus one second (so no
     /// timestamp is zero).
     fn now(&self) -> Instant {
@@ -417,18 +456,14 @@ impl Runner {
 
     /// The counters every worker last reported (at most one report period old), merged.
     pub fn merged(&self) -> Merged {
-        let mut m = Merged {
-            realised: self.realised(),
-            ..Merged::default()
-        };
-        for r in &self.shared.reports {
-            let r = r.lock().unwrap_or_else(PoisonError::into_inner);
-            m.stats.merge(&r.stats);
-            m.ports.extend(r.ports.iter().cloned());
-            m.runner.add(&r.runner);
+        self.shared.merged()
+    }
+
+    /// A handle that reads the merged counters and the datapath clock from any thread.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            shared: Arc::clone(&self.shared),
         }
-        m.ports.sort_by_key(|p| p.id);
-        m
     }
 
     /// Whether every worker thread is still running.
@@ -656,6 +691,9 @@ impl Thread {
             self.seen_generation = st.generation();
             self.worker.set_state(st);
             self.shared.realised[self.index].store(self.seen_generation, Ordering::Release);
+            if let Some(r) = &self.settings.realised {
+                r.report(self.index, self.seen_generation);
+            }
         }
     }
 
@@ -906,6 +944,7 @@ worker = 1
             sweep_budget: 64,
             revalidate_budget: 64,
             ring_slots: 8,
+            realised: None,
         }
     }
 

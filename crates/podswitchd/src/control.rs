@@ -1,0 +1,256 @@
+//! Control mode (`[control] socket = …`): the control crate's [`Controller`] becomes the source
+//! of the forwarding state, served on a Unix socket by its [`Server`] on a dedicated thread
+//! (`psw-control`), and the daemon follows it.
+//!
+//! At start the static config is fed to the controller as ordinary requests (namespaces, ports as
+//! endpoints, policy files), so a config file and the socket describe the same node; with a
+//! `state_dir` the controller also reloads what clients installed before a restart (a request
+//! that conflicts with persisted state is logged and skipped). Workers read the state the
+//! controller publishes: the control thread notices a new generation in the controller's
+//! [`StateCell`] (checked every 50 ms), lists the endpoints over the socket to learn their
+//! interfaces, opens and closes AF_XDP ports to match, then publishes the state to the workers,
+//! which report each generation they pick up to the controller's [`Realised`] (so `wait`
+//! answers once every worker runs it).
+//! Thread-safety: the controller lives on the server thread; the daemon reaches it only through
+//! the socket and the shared `StateCell`/`Realised`/[`Dataplane`].
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use podswitch_conntrack::{Instant, Table};
+use podswitch_control::proto::{EndpointInfo, EndpointSpec, Kind, Mac, NamedPort};
+use podswitch_control::{
+    Client, Controller, ControllerConfig, Dataplane, Realised, Reply, Request, Server,
+    ServerConfig, ShutdownHandle, StateCell,
+};
+use podswitch_datapath::{State, Stats};
+
+use crate::config::{Config, parse_mac};
+use crate::runner::Counters;
+
+/// What the controller reads from the running datapath.
+#[derive(Debug)]
+pub struct DaemonDataplane {
+    counters: OnceLock<Counters>,
+    conntrack: Arc<Table>,
+}
+
+impl DaemonDataplane {
+    /// A dataplane whose counters appear once the workers run ([`DaemonDataplane::attach`]).
+    pub fn new(conntrack: Arc<Table>) -> Arc<Self> {
+        Arc::new(DaemonDataplane {
+            counters: OnceLock::new(),
+            conntrack,
+        })
+    }
+
+    /// Connects the workers' counters.
+    pub fn attach(&self, counters: Counters) {
+        let _ = self.counters.set(counters);
+    }
+}
+
+impl Dataplane for DaemonDataplane {
+    fn stats(&self) -> Option<Stats> {
+        self.counters.get().map(|c| c.merged().stats)
+    }
+
+    fn conntrack(&self) -> Option<&Table> {
+        Some(&self.conntrack)
+    }
+
+    fn now(&self) -> Option<Instant> {
+        self.counters.get().map(Counters::now)
+    }
+}
+
+/// The controller before its server starts: seeded, and asked for the first state and ports.
+#[derive(Debug)]
+pub struct Seeded {
+    controller: Controller,
+    pub realised: Arc<Realised>,
+}
+
+/// The running control server and what the daemon tracks of it.
+#[derive(Debug)]
+pub struct ControlPlane {
+    cell: Arc<StateCell>,
+    socket: PathBuf,
+    shutdown: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+    seen: u64,
+}
+
+fn mac(s: &str) -> anyhow::Result<Mac> {
+    Ok(Mac(parse_mac(s)?.0))
+}
+
+/// Opens the controller and feeds it the static config.
+pub fn seed(
+    config: &Config,
+    dataplane: Arc<DaemonDataplane>,
+    workers: usize,
+) -> anyhow::Result<Seeded> {
+    let control = config.control.as_ref().context("no [control] section")?;
+    let local = config.local_vtep()?;
+    let mut cc = ControllerConfig::new(config.router()?, local);
+    cc.state_dir.clone_from(&control.state_dir);
+    cc.default_mtu = Some(config.node.mtu);
+    let realised = Realised::new(workers);
+    let mut controller = Controller::open(cc, dataplane, Arc::clone(&realised))
+        .map_err(|e| anyhow::anyhow!("opening the controller: {e}"))?;
+    let mut requests = Vec::new();
+    // Namespaces listed, then those only named by a port (no labels), as the static mode has it.
+    let mut names: Vec<(&str, podswitch_control::proto::Labels)> = config
+        .namespaces
+        .iter()
+        .map(|n| (n.name.as_str(), n.labels.clone()))
+        .collect();
+    for p in &config.ports {
+        if !names.iter().any(|(n, _)| *n == p.namespace) {
+            names.push((&p.namespace, podswitch_control::proto::Labels::new()));
+        }
+    }
+    for (name, labels) in names {
+        requests.push(Request::NamespaceCreate {
+            name: name.to_owned(),
+            labels,
+            subnet_v4: None,
+            subnet_v6: None,
+        });
+    }
+    for p in &config.ports {
+        requests.push(Request::EndpointAdd(EndpointSpec {
+            namespace: p.namespace.clone(),
+            name: p.pod.clone(),
+            kind: Kind::Pod,
+            interface: p.interface.clone(),
+            port: Some(p.port),
+            mac: mac(&p.mac)?,
+            ips: p.ips.clone(),
+            allocate: Vec::new(),
+            labels: p.labels.clone(),
+            ports: p
+                .named_ports
+                .iter()
+                .map(|n| NamedPort {
+                    name: Some(n.name.clone()),
+                    protocol: n.protocol.clone(),
+                    port: n.port,
+                })
+                .collect(),
+            mtu: p.mtu,
+        }));
+    }
+    for f in &config.policies {
+        let path = config.base_dir.join(f);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading policy file {}", path.display()))?;
+        requests.push(Request::PolicyApply { text });
+    }
+    if !config.vteps.is_empty() || !config.remote_endpoints.is_empty() {
+        tracing::warn!(
+            "control mode: [[vteps]] and [[remote_endpoints]] are installed over the socket, not from the file"
+        );
+    }
+    for r in requests {
+        let what = format!("{r:?}");
+        if let Err(e) = controller.handle(r) {
+            // With a state_dir, what a previous run installed is already there.
+            tracing::warn!(error = %e, "control mode: static config item skipped: {:.120}", what);
+        }
+    }
+    Ok(Seeded {
+        controller,
+        realised,
+    })
+}
+
+impl Seeded {
+    /// The state the workers start on.
+    pub fn state(&self) -> Arc<State> {
+        self.controller.state()
+    }
+
+    /// Every endpoint's `(port id, interface)`.
+    pub fn ports(&self) -> Vec<(u32, String)> {
+        self.controller
+            .desired()
+            .endpoints
+            .values()
+            .map(|e| (e.port, e.interface.clone()))
+            .collect()
+    }
+
+    /// Binds the socket and starts serving on the `psw-control` thread.
+    pub fn serve(self, socket: PathBuf) -> anyhow::Result<ControlPlane> {
+        let cell = self.controller.cell();
+        let seen = cell.generation();
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut server = Server::bind(ServerConfig::new(socket.clone()), self.controller)
+            .with_context(|| format!("binding the control socket {}", socket.display()))?;
+        let shutdown = server.shutdown_handle();
+        let thread = std::thread::Builder::new()
+            .name("psw-control".into())
+            .spawn(move || {
+                if let Err(e) = server.run() {
+                    tracing::error!("control server stopped: {e}");
+                }
+            })?;
+        tracing::info!(socket = %socket.display(), "control socket listening");
+        Ok(ControlPlane {
+            cell,
+            socket,
+            shutdown,
+            thread: Some(thread),
+            seen,
+        })
+    }
+}
+
+impl ControlPlane {
+    /// A new state, if the controller published one since the last call.
+    pub fn changed(&mut self) -> Option<Arc<State>> {
+        let g = self.cell.generation();
+        if g == self.seen {
+            return None;
+        }
+        let st = self.cell.load();
+        self.seen = st.generation();
+        Some(st)
+    }
+
+    /// Every endpoint the controller holds, asked over the socket.
+    pub fn endpoints(&self) -> anyhow::Result<Vec<EndpointInfo>> {
+        let mut c = Client::connect(&self.socket)
+            .map_err(|e| anyhow::anyhow!("connecting to the control socket: {e}"))?;
+        c.set_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        match c.call(Request::EndpointList { namespace: None }) {
+            Ok(Reply::Endpoints { items }) => Ok(items),
+            Ok(other) => anyhow::bail!("unexpected reply to endpoint_list: {other:?}"),
+            Err(e) => anyhow::bail!("endpoint_list: {e}"),
+        }
+    }
+
+    /// Stops the server thread (the socket file is removed).
+    pub fn stop(&mut self) {
+        self.shutdown.shutdown();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the control thread panicked");
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
