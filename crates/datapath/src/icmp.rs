@@ -208,7 +208,7 @@ mod tests {
         assert!(r.allow(t0.after(core::time::Duration::from_millis(100))));
         assert!(!r.allow(t0.after(core::time::Duration::from_millis(150))));
         // A long pause refills to the burst, no more.
-        let later = t0.after(core::time::Duration::from_secs(60));
+        let later = t0.after(core::time::Duration::from_mins(1));
         let n = (0..10).filter(|_| r.allow(later)).count();
         assert_eq!(n, 3);
     }

@@ -316,23 +316,23 @@ impl Worker {
             c.rx_packets += 1;
             c.rx_bytes += len as u64;
         }
-        let h = match parse_frame(batch.packet_mut(i).frame()) {
-            Ok(h) => h,
-            Err(_) => return self.drop_at(idx, DropReason::Malformed),
+        let Ok(mut h) = parse_frame(batch.packet_mut(i).frame()) else {
+            return self.drop_at(idx, DropReason::Malformed);
         };
         let mut ing = Ingress {
             idx,
             id: in_id,
             kind,
         };
-        let h = match kind {
-            PortKind::Endpoint => h,
+        match kind {
+            PortKind::Endpoint => {}
             PortKind::Uplink => match self.decap(st, batch, i, &h, &mut ing) {
-                Ok(inner) => inner,
+                Ok(inner) => h = inner,
                 Err(r) => return self.drop_at(ing.idx, r),
             },
+            // Tunnel ports are virtual: frames reach them only by decapsulation.
             PortKind::Tunnel { .. } => return self.drop_at(idx, DropReason::UnknownInputPort),
-        };
+        }
         if h.vlan_count != 0 {
             return self.drop_at(ing.idx, DropReason::Vlan);
         }
@@ -863,16 +863,12 @@ impl Worker {
         g.len = 14 + n;
         if let Some(v) = vtep {
             let (buf, start, len) = g.parts_mut();
-            match st.overlay.encap(v, buf, start, len, 0, 0, None) {
-                Ok(s) => {
-                    g.len += start - s;
-                    g.start = s;
-                }
-                Err(_) => {
-                    batch.unspare();
-                    return;
-                }
-            }
+            let Ok(s) = st.overlay.encap(v, buf, start, len, 0, 0, None) else {
+                batch.unspare();
+                return;
+            };
+            g.len += start - s;
+            g.start = s;
         }
         g.disposition = Disposition::Output(out_id);
         let tx = g.len;

@@ -112,6 +112,9 @@ pub struct State {
     pub(crate) overlay: Arc<Overlay>,
     pub(crate) ports: Vec<Port>,
     pub(crate) port_index: HashMap<u32, u16>,
+    /// `port_index` as a flat table for ids below [`DENSE_PORTS`] (`u16::MAX`: none): the hot
+    /// path indexes it instead of hashing.
+    pub(crate) port_dense: Box<[u16]>,
     pub(crate) routes: HashMap<IpAddr, Route>,
     /// Largest inner IP packet a VXLAN tunnel carries (underlay MTU minus the overhead).
     pub(crate) tunnel_mtu: u16,
@@ -143,8 +146,12 @@ impl State {
 
     #[inline]
     pub(crate) fn port(&self, id: u32) -> Option<(u16, &Port)> {
-        let i = *self.port_index.get(&id)?;
-        Some((i, &self.ports[usize::from(i)]))
+        let i = match self.port_dense.get(id as usize) {
+            Some(&u16::MAX) => return None,
+            Some(&i) => i,
+            None => *self.port_index.get(&id)?,
+        };
+        Some((i, self.ports.get(usize::from(i))?))
     }
 
     /// Local endpoints first (one hash lookup), then the overlay's remote endpoints.
@@ -183,6 +190,9 @@ impl State {
         self.is_gateway(addr) || self.route(addr).is_some()
     }
 }
+
+/// Port ids below this are looked up in a flat table.
+const DENSE_PORTS: u32 = 4096;
 
 /// Builds a [`State`].
 #[derive(Debug, Clone)]
@@ -267,6 +277,12 @@ impl StateBuilder {
                 return Err(StateError::DuplicatePort(p.id));
             }
         }
+        let mut port_dense = vec![u16::MAX; DENSE_PORTS as usize].into_boxed_slice();
+        for (id, i) in &port_index {
+            if *id < DENSE_PORTS {
+                port_dense[*id as usize] = *i;
+            }
+        }
         let mut group_ids = HashMap::new();
         let mut groups = Vec::new();
         for id in self.policy.endpoint_ids() {
@@ -286,6 +302,7 @@ impl StateBuilder {
             tunnel_mtu: self.overlay.pod_mtu(),
             ports,
             port_index,
+            port_dense,
             routes,
             group_ids,
             groups,

@@ -406,7 +406,7 @@ impl TestNode {
         self.batch
             .received()
             .iter()
-            .map(|p| p.disposition())
+            .map(crate::batch::Packet::disposition)
             .collect()
     }
 

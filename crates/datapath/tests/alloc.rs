@@ -35,7 +35,11 @@ fn established_path_does_not_allocate() {
             vni: VNI,
             gbp: false,
         })
-        .remote(Pod::new("a", "r", 0, Address([0x0a, 0, 0, 0, 0, 3]), &[r]), EndpointKind::Pod, 1)
+        .remote(
+            Pod::new("a", "r", 0, Address([0x0a, 0, 0, 0, 0, 3]), &[r]),
+            EndpointKind::Pod,
+            1,
+        )
         .yaml(
             r"
 apiVersion: networking.k8s.io/v1
@@ -55,11 +59,31 @@ spec:
     let seg = |src_mac, src, dst, sp, dp, flags, seq, ack| {
         IpFrame::tcp(src_mac, ROUTER_MAC, src, dst, sp, dp, flags, seq, ack).build()
     };
-    assert_eq!(node.inject(1, &seg(a_mac, a, b, 40000, 80, tcp_flags::SYN, 100, 0), now).len(), 1);
+    assert_eq!(
+        node.inject(1, &seg(a_mac, a, b, 40000, 80, tcp_flags::SYN, 100, 0), now)
+            .len(),
+        1
+    );
     let sa = tcp_flags::SYN | tcp_flags::ACK;
-    assert_eq!(node.inject(2, &seg(b_mac, b, a, 80, 40000, sa, 900, 101), now).len(), 1);
-    assert_eq!(node.inject(1, &seg(a_mac, a, b, 40000, 80, tcp_flags::ACK, 101, 901), now).len(), 1);
-    assert_eq!(node.inject(1, &seg(a_mac, a, r, 40001, 80, tcp_flags::SYN, 100, 0), now).len(), 1);
+    assert_eq!(
+        node.inject(2, &seg(b_mac, b, a, 80, 40000, sa, 900, 101), now)
+            .len(),
+        1
+    );
+    assert_eq!(
+        node.inject(
+            1,
+            &seg(a_mac, a, b, 40000, 80, tcp_flags::ACK, 101, 901),
+            now
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        node.inject(1, &seg(a_mac, a, r, 40001, 80, tcp_flags::SYN, 100, 0), now)
+            .len(),
+        1
+    );
     // Bare ACKs (no payload) keep the sequence numbers valid for ever.
     let local = seg(a_mac, a, b, 40000, 80, tcp_flags::ACK, 101, 901);
     let remote = seg(a_mac, a, r, 40001, 80, tcp_flags::SYN, 100, 0);
@@ -73,7 +97,12 @@ spec:
             assert!(batch.push(1, &remote));
         }
         node.worker().process(batch, now);
-        assert!(batch.received().iter().all(|p| matches!(p.disposition(), Disposition::Output(_))));
+        assert!(
+            batch
+                .received()
+                .iter()
+                .all(|p| matches!(p.disposition(), Disposition::Output(_)))
+        );
         assert_eq!(batch.outputs().filter(|(p, _)| *p == UPLINK).count(), 16);
     };
     run(&mut node, &mut batch);
@@ -83,7 +112,14 @@ spec:
         run(&mut node, &mut batch);
     }
     let change = region.change();
-    assert_eq!(change.allocations, 0, "allocations on the established path: {change:?}");
+    assert_eq!(
+        change.allocations, 0,
+        "allocations on the established path: {change:?}"
+    );
     assert_eq!(change.reallocations, 0, "{change:?}");
-    assert_eq!(node.stats().cache_hits - hits_before, 200 * 48, "every packet was a cache hit");
+    assert_eq!(
+        node.stats().cache_hits - hits_before,
+        200 * 48,
+        "every packet was a cache hit"
+    );
 }

@@ -165,7 +165,7 @@ fn parse_checked(frame: &[u8]) -> PacketHeaders<'_> {
             Some(TransportHeader::Icmpv6(i)) => assert_eq!(
                 i.checksum,
                 Icmpv6Header::with_checksum(
-                    i.icmp_type.clone(),
+                    i.icmp_type,
                     ip.source,
                     ip.destination,
                     payload
@@ -290,7 +290,11 @@ fn data(src_mac: Address, src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq:
 fn arp_for_gateway_local_and_remote_endpoints_is_answered_with_the_router_mac() {
     let mut node = node();
     let sender = Ipv4Addr::new(10, 0, 0, 11);
-    for target in [GATEWAY_V4, Ipv4Addr::new(10, 0, 1, 13), Ipv4Addr::new(10, 0, 2, 21)] {
+    for target in [
+        GATEWAY_V4,
+        Ipv4Addr::new(10, 0, 1, 13),
+        Ipv4Addr::new(10, 0, 2, 21),
+    ] {
         let out = node.inject(A1, &frames::arp_request(A1_MAC, sender, target), t0());
         assert_eq!(node.disposition(), Disposition::Consumed);
         assert_eq!(out.len(), 1, "one reply for {target}");
@@ -332,7 +336,11 @@ fn arp_for_gateway_local_and_remote_endpoints_is_answered_with_the_router_mac() 
 fn arp_for_unknown_or_spoofed_senders_is_dropped_and_counted() {
     let mut node = node();
     let me = Ipv4Addr::new(10, 0, 0, 11);
-    let out = node.inject(A1, &frames::arp_request(A1_MAC, me, Ipv4Addr::new(10, 9, 9, 9)), t0());
+    let out = node.inject(
+        A1,
+        &frames::arp_request(A1_MAC, me, Ipv4Addr::new(10, 9, 9, 9)),
+        t0(),
+    );
     assert!(out.is_empty());
     assert_eq!(dropped(&node), DropReason::ArpUnknownTarget);
     // Sender IP of another pod.
@@ -406,7 +414,10 @@ fn neighbor_solicitation_is_answered_with_a_valid_advertisement() {
             flags.contains(smoltcp::wire::NdiscNeighborFlags::ROUTER),
             router
         );
-        assert_eq!(lladdr.map(|l| l.as_bytes().to_vec()), Some(ROUTER_MAC.0.to_vec()));
+        assert_eq!(
+            lladdr.map(|l| l.as_bytes().to_vec()),
+            Some(ROUTER_MAC.0.to_vec())
+        );
     }
     // Unknown target, DAD probe.
     let out = node.inject(
@@ -432,9 +443,19 @@ fn neighbor_solicitation_is_answered_with_a_valid_advertisement() {
 #[test]
 fn local_forwarding_rewrites_macs_and_decrements_ttl_with_valid_checksums() {
     let mut node = node();
-    let f = IpFrame::tcp(A1_MAC, ROUTER_MAC, a1(), b1(), 40000, 5432, tcp_flags::SYN, 1000, 0)
-        .ttl(17)
-        .build();
+    let f = IpFrame::tcp(
+        A1_MAC,
+        ROUTER_MAC,
+        a1(),
+        b1(),
+        40000,
+        5432,
+        tcp_flags::SYN,
+        1000,
+        0,
+    )
+    .ttl(17)
+    .build();
     let out = node.inject(A1, &f, t0());
     assert_eq!(out.len(), 1);
     let (port, g) = &out[0];
@@ -482,9 +503,15 @@ fn unknown_destination_and_wrong_router_mac_are_counted_drops() {
     let f = IpFrame::tcp(A1_MAC, B1_MAC, a1(), b1(), 1, 80, tcp_flags::SYN, 1, 0).build();
     assert!(node.inject(A1, &f, t0()).is_empty());
     assert_eq!(dropped(&node), DropReason::NotRouterMac);
-    assert!(node.inject(A1, &syn(A1_MAC, a1(), v4("10.0.0.1"), 1, 80), t0()).is_empty());
+    assert!(
+        node.inject(A1, &syn(A1_MAC, a1(), v4("10.0.0.1"), 1, 80), t0())
+            .is_empty()
+    );
     assert_eq!(dropped(&node), DropReason::ToRouter);
-    assert!(node.inject(77, &syn(A1_MAC, a1(), b1(), 1, 80), t0()).is_empty());
+    assert!(
+        node.inject(77, &syn(A1_MAC, a1(), b1(), 1, 80), t0())
+            .is_empty()
+    );
     assert_eq!(dropped(&node), DropReason::UnknownInputPort);
     assert!(node.inject(A1, &[0u8; 10], t0()).is_empty());
     assert_eq!(dropped(&node), DropReason::Malformed);
@@ -496,12 +523,22 @@ fn unknown_destination_and_wrong_router_mac_are_counted_drops() {
 #[test]
 fn anti_spoofing_drops_foreign_source_mac_and_ip() {
     let mut node = node();
-    assert!(node.inject(A1, &syn(A2_MAC, a1(), b1(), 1, 5432), t0()).is_empty());
+    assert!(
+        node.inject(A1, &syn(A2_MAC, a1(), b1(), 1, 5432), t0())
+            .is_empty()
+    );
     assert_eq!(dropped(&node), DropReason::SpoofedMac);
-    assert!(node.inject(A1, &syn(A1_MAC, a2(), b1(), 1, 5432), t0()).is_empty());
+    assert!(
+        node.inject(A1, &syn(A1_MAC, a2(), b1(), 1, 5432), t0())
+            .is_empty()
+    );
     assert_eq!(dropped(&node), DropReason::SpoofedIp);
     // The same frames from their real owner pass.
-    assert_eq!(node.inject(A2, &syn(A2_MAC, a2(), b1(), 1, 5432), t0()).len(), 1);
+    assert_eq!(
+        node.inject(A2, &syn(A2_MAC, a2(), b1(), 1, 5432), t0())
+            .len(),
+        1
+    );
     let s = node.stats();
     assert_eq!(s.port(A1).dropped(DropReason::SpoofedMac), 1);
     assert_eq!(s.port(A1).dropped(DropReason::SpoofedIp), 1);
@@ -514,7 +551,10 @@ fn split_vxlan(f: &[u8]) -> (PacketHeaders<'_>, u32, &[u8]) {
         panic!("outer not UDP: {:?}", outer.transport)
     };
     assert_eq!(u.destination_port, 4789);
-    assert!(u.source_port >= 49152, "source port from the flow hash (RFC 7348 §5)");
+    assert!(
+        u.source_port >= 49152,
+        "source port from the flow hash (RFC 7348 §5)"
+    );
     let vx = outer.payload.slice();
     assert_eq!(vx[0], 0x08, "I flag");
     let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
@@ -546,7 +586,15 @@ fn remote_destination_is_vxlan_encapsulated_to_its_vtep() {
 fn vxlan_from_the_owning_vtep_is_decapsulated_and_delivered() {
     let mut node = node();
     let inner = syn(R1_MAC, r1(), a1(), 40000, 80);
-    let outer = frames::vxlan_v4(VTEP1_NH, LOCAL_VTEP_MAC, VTEP1, LOCAL_VTEP, VNI, 50000, &inner);
+    let outer = frames::vxlan_v4(
+        VTEP1_NH,
+        LOCAL_VTEP_MAC,
+        VTEP1,
+        LOCAL_VTEP,
+        VNI,
+        50000,
+        &inner,
+    );
     let out = node.inject(UPLINK, &outer, t0());
     assert_eq!(out.len(), 1, "{:?}", node.disposition());
     let (port, g) = &out[0];
@@ -557,7 +605,11 @@ fn vxlan_from_the_owning_vtep_is_decapsulated_and_delivered() {
     assert_eq!(g.len(), inner.len());
     let s = node.stats();
     assert_eq!(s.port(UPLINK).rx_packets, 1);
-    assert_eq!(s.port(2001).rx_packets, 1, "counted on VTEP 1's tunnel port");
+    assert_eq!(
+        s.port(2001).rx_packets,
+        1,
+        "counted on VTEP 1's tunnel port"
+    );
 }
 
 #[test]
@@ -565,14 +617,38 @@ fn cross_vtep_spoofing_and_bad_outer_headers_are_dropped() {
     let mut node = node();
     // VTEP 2 claims to carry r1, which VTEP 1 owns.
     let inner = syn(R1_MAC, r1(), a1(), 40000, 80);
-    let f = frames::vxlan_v4(VTEP1_NH, LOCAL_VTEP_MAC, VTEP2, LOCAL_VTEP, VNI, 50000, &inner);
+    let f = frames::vxlan_v4(
+        VTEP1_NH,
+        LOCAL_VTEP_MAC,
+        VTEP2,
+        LOCAL_VTEP,
+        VNI,
+        50000,
+        &inner,
+    );
     assert!(node.inject(UPLINK, &f, t0()).is_empty());
     assert_eq!(dropped(&node), DropReason::VxlanSpoofed);
     // Unknown VTEP, unknown VNI, plain traffic on the uplink.
-    let f = frames::vxlan_v4(VTEP1_NH, LOCAL_VTEP_MAC, Ipv4Addr::new(192, 168, 0, 99), LOCAL_VTEP, VNI, 50000, &inner);
+    let f = frames::vxlan_v4(
+        VTEP1_NH,
+        LOCAL_VTEP_MAC,
+        Ipv4Addr::new(192, 168, 0, 99),
+        LOCAL_VTEP,
+        VNI,
+        50000,
+        &inner,
+    );
     assert!(node.inject(UPLINK, &f, t0()).is_empty());
     assert_eq!(dropped(&node), DropReason::VxlanUnknownVtep);
-    let f = frames::vxlan_v4(VTEP1_NH, LOCAL_VTEP_MAC, VTEP1, LOCAL_VTEP, 7, 50000, &inner);
+    let f = frames::vxlan_v4(
+        VTEP1_NH,
+        LOCAL_VTEP_MAC,
+        VTEP1,
+        LOCAL_VTEP,
+        7,
+        50000,
+        &inner,
+    );
     assert!(node.inject(UPLINK, &f, t0()).is_empty());
     assert_eq!(dropped(&node), DropReason::VxlanBadOuter);
     assert!(node.inject(UPLINK, &inner, t0()).is_empty());
@@ -588,9 +664,19 @@ fn cross_vtep_spoofing_and_bad_outer_headers_are_dropped() {
 fn ttl_expiry_sends_time_exceeded_from_the_gateway() {
     let mut node = node();
     let f = syn(A1_MAC, a1(), b1(), 40000, 5432);
-    let f1 = IpFrame::tcp(A1_MAC, ROUTER_MAC, a1(), b1(), 40000, 5432, tcp_flags::SYN, 1000, 0)
-        .ttl(1)
-        .build();
+    let f1 = IpFrame::tcp(
+        A1_MAC,
+        ROUTER_MAC,
+        a1(),
+        b1(),
+        40000,
+        5432,
+        tcp_flags::SYN,
+        1000,
+        0,
+    )
+    .ttl(1)
+    .build();
     let out = node.inject(A1, &f1, t0());
     assert_eq!(dropped(&node), DropReason::TtlExpired);
     assert_eq!(out.len(), 1);
@@ -614,9 +700,19 @@ fn ttl_expiry_sends_time_exceeded_from_the_gateway() {
     assert_eq!(node.conntrack().occupancy(), 0);
 
     // IPv6: time exceeded, hop limit exceeded.
-    let f6 = IpFrame::tcp(A1_MAC, ROUTER_MAC, v6("fd00::11"), v6("fd00::13"), 1, 2, tcp_flags::SYN, 1, 0)
-        .ttl(1)
-        .build();
+    let f6 = IpFrame::tcp(
+        A1_MAC,
+        ROUTER_MAC,
+        v6("fd00::11"),
+        v6("fd00::13"),
+        1,
+        2,
+        tcp_flags::SYN,
+        1,
+        0,
+    )
+    .ttl(1)
+    .build();
     let out = node.inject(A1, &f6, t0());
     assert_eq!(out.len(), 1);
     let h = parse_checked(&out[0].1);
@@ -644,9 +740,9 @@ fn oversize_frames_get_frag_needed_or_packet_too_big_and_without_df_are_dropped(
     };
     assert_eq!(
         icmp.icmp_type,
-        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
-            next_hop_mtu: 1400
-        })
+        Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 }
+        )
     );
     assert!(out[0].1.len() <= 14 + 576, "RFC 1812 §4.3.2.3 size");
     // Without DF: dropped silently (we do not fragment).
@@ -675,17 +771,23 @@ fn oversize_frames_get_frag_needed_or_packet_too_big_and_without_df_are_dropped(
     };
     assert_eq!(
         icmp.icmp_type,
-        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
-            next_hop_mtu: 1500
-        })
+        Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1500 }
+        )
     );
 }
 
 #[test]
 fn icmp_errors_are_rate_limited_by_a_token_bucket_on_now() {
     let mut node = node(); // burst 10, 10 per second
-    let f = IpFrame::udp(A1_MAC, ROUTER_MAC, a1(), b1(), 1, 2).ttl(1).build();
-    let count = |node: &mut TestNode, now| (0..20).map(|_| node.inject(A1, &f, now).len()).sum::<usize>();
+    let f = IpFrame::udp(A1_MAC, ROUTER_MAC, a1(), b1(), 1, 2)
+        .ttl(1)
+        .build();
+    let count = |node: &mut TestNode, now| {
+        (0..20)
+            .map(|_| node.inject(A1, &f, now).len())
+            .sum::<usize>()
+    };
     assert_eq!(count(&mut node, t0()), 10);
     assert_eq!(count(&mut node, t0().after(Duration::from_millis(50))), 0);
     assert_eq!(count(&mut node, t0().after(Duration::from_millis(350))), 3);
@@ -700,16 +802,32 @@ fn icmp_errors_are_rate_limited_by_a_token_bucket_on_now() {
 #[test]
 fn allowed_connection_gets_replies_and_reverse_new_connection_is_denied() {
     let mut node = node_with(&[POLICY_B, DENY_A]);
-    let [s, sa, ack] = handshake(&mut node, (A1, A1_MAC, a1()), (B1, B1_MAC, b1()), 5432, t0());
+    let [s, sa, ack] = handshake(
+        &mut node,
+        (A1, A1_MAC, a1()),
+        (B1, B1_MAC, b1()),
+        5432,
+        t0(),
+    );
     assert_eq!(s.len(), 1, "SYN a1→b1:5432 allowed by allow-db");
-    assert_eq!(sa.len(), 1, "SYN-ACK is a reply: passes although a denies ingress");
+    assert_eq!(
+        sa.len(),
+        1,
+        "SYN-ACK is a reply: passes although a denies ingress"
+    );
     assert_eq!(sa[0].0, A1);
     assert_eq!(ack.len(), 1);
     // b1 opening a connection to a1 is new and a isolates ingress.
-    assert!(node.inject(B1, &syn(B1_MAC, b1(), a1(), 41000, 80), t0()).is_empty());
+    assert!(
+        node.inject(B1, &syn(B1_MAC, b1(), a1(), 41000, 80), t0())
+            .is_empty()
+    );
     assert_eq!(dropped(&node), DropReason::PolicyDenied);
     // a1 to b1 on another port: denied by b's isolation.
-    assert!(node.inject(A1, &syn(A1_MAC, a1(), b1(), 40001, 80), t0()).is_empty());
+    assert!(
+        node.inject(A1, &syn(A1_MAC, a1(), b1(), 40001, 80), t0())
+            .is_empty()
+    );
     assert_eq!(dropped(&node), DropReason::PolicyDenied);
     // Invalid TCP (no SYN, no connection) is a conntrack drop.
     let stray = data(A2_MAC, a2(), b1(), 40002, 5432, 1);
@@ -720,20 +838,36 @@ fn allowed_connection_gets_replies_and_reverse_new_connection_is_denied() {
     let allowed: u64 = s.rules_allowed.values().map(|t| t.connections).sum();
     assert_eq!(allowed, 1);
     let packets: u64 = s.rules_allowed.values().map(|t| t.packets).sum();
-    assert_eq!(packets, 3, "SYN, SYN-ACK and ACK counted on the allow-db rule");
+    assert_eq!(
+        packets, 3,
+        "SYN, SYN-ACK and ACK counted on the allow-db rule"
+    );
     let denied: u64 = s.policies_denied.values().map(|t| t.connections).sum();
     assert_eq!(denied, 2);
-    let ab = s.between(&GroupLabel::Namespace("a".into()), &GroupLabel::Namespace("b".into()));
+    let ab = s.between(
+        &GroupLabel::Namespace("a".into()),
+        &GroupLabel::Namespace("b".into()),
+    );
     assert_eq!((ab.packets, ab.connections), (3, 1));
 }
 
 #[test]
 fn established_packets_hit_the_cache_and_a_new_state_invalidates_it() {
     let mut node = node();
-    handshake(&mut node, (A1, A1_MAC, a1()), (B1, B1_MAC, b1()), 5432, t0());
+    handshake(
+        &mut node,
+        (A1, A1_MAC, a1()),
+        (B1, B1_MAC, b1()),
+        5432,
+        t0(),
+    );
     let before = node.stats();
     for k in 0..5 {
-        let out = node.inject(A1, &data(A1_MAC, a1(), b1(), 40000, 5432, 1001 + 10 * k), t0());
+        let out = node.inject(
+            A1,
+            &data(A1_MAC, a1(), b1(), 40000, 5432, 1001 + 10 * k),
+            t0(),
+        );
         assert_eq!(out.len(), 1);
     }
     let after = node.stats();
@@ -741,7 +875,10 @@ fn established_packets_hit_the_cache_and_a_new_state_invalidates_it() {
     node.publish().expect("publish");
     node.inject(A1, &data(A1_MAC, a1(), b1(), 40000, 5432, 1051), t0());
     let s = node.stats();
-    assert_eq!(s.cache_hits, after.cache_hits, "first packet after a new state misses");
+    assert_eq!(
+        s.cache_hits, after.cache_hits,
+        "first packet after a new state misses"
+    );
     assert_eq!(s.cache_misses, after.cache_misses + 1);
     node.inject(A1, &data(A1_MAC, a1(), b1(), 40000, 5432, 1061), t0());
     assert_eq!(node.stats().cache_hits, after.cache_hits + 1);
@@ -751,11 +888,24 @@ fn established_packets_hit_the_cache_and_a_new_state_invalidates_it() {
 fn policy_change_flips_new_connections_and_revokes_established_ones() {
     let mut node = node_with(&[POLICY_B]);
     // Denied at first: a2 is not in a? It is; use a connection to port 80, not allowed.
-    assert!(node.inject(A1, &syn(A1_MAC, a1(), b1(), 40000, 80), t0()).is_empty());
+    assert!(
+        node.inject(A1, &syn(A1_MAC, a1(), b1(), 40000, 80), t0())
+            .is_empty()
+    );
     assert_eq!(dropped(&node), DropReason::PolicyDenied);
     // Established on 5432.
-    handshake(&mut node, (A2, A2_MAC, a2()), (B1, B1_MAC, b1()), 5432, t0());
-    assert_eq!(node.inject(A2, &data(A2_MAC, a2(), b1(), 40000, 5432, 1001), t0()).len(), 1);
+    handshake(
+        &mut node,
+        (A2, A2_MAC, a2()),
+        (B1, B1_MAC, b1()),
+        5432,
+        t0(),
+    );
+    assert_eq!(
+        node.inject(A2, &data(A2_MAC, a2(), b1(), 40000, 5432, 1001), t0())
+            .len(),
+        1
+    );
     assert_eq!(node.conntrack().occupancy(), 1);
     // Remove allow-db: b1 is isolated by deny-all only.
     assert!(node.remove_policy("b", "allow-db").expect("publish"));
@@ -764,7 +914,18 @@ fn policy_change_flips_new_connections_and_revokes_established_ones() {
     assert_eq!(dropped(&node), DropReason::Revoked);
     assert_eq!(node.conntrack().occupancy(), 0, "entry removed");
     // The reply direction of the revoked connection is now a stray: invalid.
-    let reply = IpFrame::tcp(B1_MAC, ROUTER_MAC, b1(), a2(), 5432, 40000, tcp_flags::ACK, 5001, 1011).build();
+    let reply = IpFrame::tcp(
+        B1_MAC,
+        ROUTER_MAC,
+        b1(),
+        a2(),
+        5432,
+        40000,
+        tcp_flags::ACK,
+        5001,
+        1011,
+    )
+    .build();
     assert!(node.inject(B1, &reply, t0()).is_empty());
     // Allow port 80 from everywhere: the new connection now passes.
     node.apply_yaml(
@@ -780,17 +941,39 @@ spec:
 ",
     )
     .expect("apply");
-    assert_eq!(node.inject(A1, &syn(A1_MAC, a1(), b1(), 40001, 80), t0()).len(), 1);
+    assert_eq!(
+        node.inject(A1, &syn(A1_MAC, a1(), b1(), 40001, 80), t0())
+            .len(),
+        1
+    );
     assert_eq!(node.stats().revoked_connections, 1);
 }
 
 #[test]
 fn revalidation_removes_idle_revoked_connections_on_a_budget() {
     let mut node = node_with(&[POLICY_B]);
-    handshake(&mut node, (A1, A1_MAC, a1()), (B1, B1_MAC, b1()), 5432, t0());
-    handshake(&mut node, (A2, A2_MAC, a2()), (B1, B1_MAC, b1()), 5432, t0());
+    handshake(
+        &mut node,
+        (A1, A1_MAC, a1()),
+        (B1, B1_MAC, b1()),
+        5432,
+        t0(),
+    );
+    handshake(
+        &mut node,
+        (A2, A2_MAC, a2()),
+        (B1, B1_MAC, b1()),
+        5432,
+        t0(),
+    );
     // A connection that stays allowed: a1 → r1 (no policy on r1's namespace a).
-    handshake(&mut node, (A1, A1_MAC, a1()), (UPLINK, R1_MAC, r1()), 80, t0());
+    handshake(
+        &mut node,
+        (A1, A1_MAC, a1()),
+        (UPLINK, R1_MAC, r1()),
+        80,
+        t0(),
+    );
     // The SYN to r1 committed its entry (r1's replies would come encapsulated; these did not).
     assert_eq!(node.conntrack().occupancy(), 3);
     node.remove_policy("b", "allow-db").expect("publish");
@@ -799,7 +982,11 @@ fn revalidation_removes_idle_revoked_connections_on_a_budget() {
     let second = node.worker().revalidate(now, 10);
     assert!(first <= 1, "a budget of one entry removes at most one");
     assert_eq!(first + second, 2);
-    assert_eq!(node.conntrack().occupancy(), 1, "the still-allowed connection stays");
+    assert_eq!(
+        node.conntrack().occupancy(),
+        1,
+        "the still-allowed connection stays"
+    );
     assert_eq!(node.stats().revoked_connections, 2);
 }
 
@@ -827,7 +1014,9 @@ fn write_pcap(path: &std::path::Path, frames: &[&[u8]]) {
 
 #[test]
 fn vxlan_output_decodes_in_tshark() {
-    let tshark = std::process::Command::new("tshark").arg("--version").output();
+    let tshark = std::process::Command::new("tshark")
+        .arg("--version")
+        .output();
     assert!(
         tshark.is_ok_and(|o| o.status.success()),
         "tshark is missing: install it with scripts/setup (apt-get install tshark)"
@@ -836,7 +1025,9 @@ fn vxlan_output_decodes_in_tshark() {
     let tcp = node.inject(A1, &syn(A1_MAC, a1(), r1(), 40000, 80), t0());
     let udp = node.inject(
         A2,
-        &IpFrame::udp(A2_MAC, ROUTER_MAC, a2(), r2(), 40500, 7777).payload(100).build(),
+        &IpFrame::udp(A2_MAC, ROUTER_MAC, a2(), r2(), 40500, 7777)
+            .payload(100)
+            .build(),
         t0(),
     );
     assert_eq!((tcp.len(), udp.len()), (1, 1));
@@ -845,7 +1036,12 @@ fn vxlan_output_decodes_in_tshark() {
     let path = dir.join("vxlan.pcap");
     write_pcap(&path, &[&tcp[0].1, &udp[0].1]);
     let out = std::process::Command::new("tshark")
-        .args(["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+        ])
         .args(["-o", "udp.check_checksum:TRUE", "-r"])
         .arg(&path)
         .args(["-V", "-Y", "vxlan"])
@@ -853,17 +1049,42 @@ fn vxlan_output_decodes_in_tshark() {
         .expect("run tshark");
     let text = String::from_utf8_lossy(&out.stdout);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(text.matches("Virtual eXtensible Local Area Network").count(), 2, "{text}");
-    assert_eq!(text.matches("VXLAN Network Identifier (VNI): 100").count(), 2, "{text}");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.matches("Virtual eXtensible Local Area Network")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("VXLAN Network Identifier (VNI): 100").count(),
+        2,
+        "{text}"
+    );
     // Outer and inner addresses.
-    assert!(text.contains("Src: 192.168.0.1, Dst: 192.168.0.2"), "{text}");
-    assert!(text.contains("Src: 192.168.0.1, Dst: 192.168.0.3"), "{text}");
+    assert!(
+        text.contains("Src: 192.168.0.1, Dst: 192.168.0.2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Src: 192.168.0.1, Dst: 192.168.0.3"),
+        "{text}"
+    );
     assert!(text.contains("Src: 10.0.0.11, Dst: 10.0.2.21"), "{text}");
     assert!(text.contains("Src: 10.0.0.12, Dst: 10.0.3.31"), "{text}");
     // Inner TCP and UDP decoded; every checksum tshark verified is good, nothing malformed.
-    assert!(text.contains("Transmission Control Protocol, Src Port: 40000, Dst Port: 80"), "{text}");
-    assert!(text.contains("User Datagram Protocol, Src Port: 40500, Dst Port: 7777"), "{text}");
+    assert!(
+        text.contains("Transmission Control Protocol, Src Port: 40000, Dst Port: 80"),
+        "{text}"
+    );
+    assert!(
+        text.contains("User Datagram Protocol, Src Port: 40500, Dst Port: 7777"),
+        "{text}"
+    );
     assert!(text.contains("[Header checksum status: Good]"), "{text}");
     assert!(!text.contains("Bad"), "{text}");
     assert!(!text.contains("Malformed"), "{text}");
