@@ -8,6 +8,7 @@
 //! Each iteration refills the batch (32 copies of 64 bytes, as a receive ring would) and runs
 //! `Worker::process`; frames are rewritten in place, so they are copied fresh every time.
 
+use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::{Duration, Instant as WallClock};
@@ -45,7 +46,8 @@ fn policies() -> String {
     let mut y = String::new();
     for i in 0..100 {
         let port = if i == 99 { 80 } else { 10_000 + i };
-        y.push_str(&format!(
+        let _ = write!(
+            y,
             "---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -58,7 +60,7 @@ spec:
     ports:
     - port: {port}
 "
-        ));
+        );
     }
     y
 }
@@ -185,7 +187,7 @@ fn run(
         batch
             .received()
             .iter()
-            .map(|p| p.disposition())
+            .map(podswitch_datapath::Packet::disposition)
             .collect::<Vec<_>>()
     );
     g.bench_function(id, |b| {
@@ -301,7 +303,11 @@ fn new_connections(c: &mut Criterion) {
     });
     g.finish();
     let s = n.stats();
-    let denied: u64 = s.ports.values().map(|p| p.drops_total()).sum();
+    let denied: u64 = s
+        .ports
+        .values()
+        .map(podswitch_datapath::PortStats::drops_total)
+        .sum();
     assert_eq!(denied, 0, "every SYN was allowed and committed");
 }
 
