@@ -338,8 +338,21 @@ impl Worker {
         }
         let key = FlowKey::from_headers(ing.id, &h);
         let hash = key.hash();
-        if let Some(c) = self.cache.lookup(&key, hash, st.generation).copied() {
-            match self.fast(st, batch, i, &h, &c, hash, now) {
+        // The entry is used in place (no copy): the cache, conntrack and counters are disjoint
+        // fields of `self`.
+        if let Some(c) = self.cache.lookup(&key, hash, st.generation) {
+            let hit = fast(
+                &self.conntrack,
+                &mut self.counters,
+                st,
+                batch,
+                i,
+                &h,
+                c,
+                hash,
+                now,
+            );
+            match hit {
                 Some(Ok(d)) => return d,
                 Some(Err(r)) => return self.drop_at(ing.idx, r),
                 // The conntrack entry is gone or changed: decide again.
@@ -385,88 +398,6 @@ impl Worker {
         c.rx_packets += 1;
         c.rx_bytes += p.len as u64;
         parse_frame(p.frame()).map_err(|_| DropReason::VxlanBadInner)
-    }
-
-    /// The cache-hit path. `None`: the conntrack handle no longer matches; take the slow path.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn fast(
-        &mut self,
-        st: &State,
-        batch: &mut Batch,
-        i: usize,
-        h: &Headers,
-        c: &Cached,
-        hash: u32,
-        now: Instant,
-    ) -> Option<Result<Disposition, DropReason>> {
-        let frame = batch.packet_mut(i).frame();
-        let (Some(ip), Some(m)) = (h.ip(), packet_meta(h, frame)) else {
-            return Some(Err(DropReason::Malformed));
-        };
-        if ip.ttl <= 1 || m.len > u32::from(c.mtu) {
-            // Rare: let the slow path generate the ICMP error.
-            return None;
-        }
-        let l = self.conntrack.update(c.handle?, &m, now)?;
-        match l.verdict {
-            CtVerdict::Established | CtVerdict::Reply => {}
-            CtVerdict::Invalid(_) => return Some(Err(DropReason::ConntrackInvalid)),
-            CtVerdict::New | CtVerdict::Related => return None,
-        }
-        Some(self.apply(st, batch, i, h, c, hash, false))
-    }
-
-    /// Executes a decision's actions on packet `i` in place.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn apply(
-        &mut self,
-        st: &State,
-        batch: &mut Batch,
-        i: usize,
-        h: &Headers,
-        c: &Cached,
-        hash: u32,
-        new_connection: bool,
-    ) -> Result<Disposition, DropReason> {
-        let p = batch.packet_mut(i);
-        let inner_len = p.len;
-        let mut out = None;
-        for a in &c.actions {
-            match *a {
-                Action::SetMacs { src, dst } => {
-                    let f = p.frame_mut();
-                    f[0..6].copy_from_slice(&dst.0);
-                    f[6..12].copy_from_slice(&src.0);
-                }
-                Action::DecTtl => dec_ttl(p.frame_mut(), h),
-                Action::Encap { vtep } => {
-                    let dscp = h.ip().map_or(0, |ip| ip.dscp);
-                    let (buf, start, len) = p.parts_mut();
-                    let new_start = st
-                        .overlay
-                        .encap(vtep, buf, start, len, hash, dscp, None)
-                        .map_err(|e| match e {
-                            podswitch_overlay::EncapError::NoHeadroom => DropReason::NoHeadroom,
-                            podswitch_overlay::EncapError::MtuExceeded => DropReason::TooBig,
-                            _ => DropReason::UnknownDestination,
-                        })?;
-                    p.len += start - new_start;
-                    p.start = new_start;
-                }
-                Action::Output { port } => out = Some(port),
-                Action::Drop { .. } => return Err(DropReason::UnknownDestination),
-                Action::Decap | Action::Nat | Action::ToSlowPath => {}
-            }
-        }
-        let Some(port) = out else {
-            return Err(DropReason::UnknownDestination);
-        };
-        let tx_len = p.len;
-        self.counters.tx(c.out_port, tx_len);
-        self.counters.traffic(c, inner_len, new_connection);
-        Ok(Disposition::Output(port))
     }
 
     /// The slow path for one frame.
@@ -655,7 +586,16 @@ impl Worker {
         if handle.is_some() {
             self.cache.insert(key, hash, st.generation, cached);
         }
-        self.apply(st, batch, i, h, &cached, hash, new_connection)
+        apply(
+            &mut self.counters,
+            st,
+            batch,
+            i,
+            h,
+            &cached,
+            hash,
+            new_connection,
+        )
     }
 
     fn count_denied(&mut self, v: &Verdict, len: u32, new_connection: bool) {
@@ -882,6 +822,89 @@ const NO_VERDICT: Verdict = Verdict {
     egress: Decision::NotAnEndpoint,
     ingress: Decision::NotAnEndpoint,
 };
+
+/// The cache-hit path. `None`: the conntrack handle no longer matches; take the slow path.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn fast(
+    conntrack: &Table,
+    counters: &mut Counters,
+    st: &State,
+    batch: &mut Batch,
+    i: usize,
+    h: &Headers,
+    c: &Cached,
+    hash: u32,
+    now: Instant,
+) -> Option<Result<Disposition, DropReason>> {
+    let frame = batch.packet_mut(i).frame();
+    let (Some(ip), Some(m)) = (h.ip(), packet_meta(h, frame)) else {
+        return Some(Err(DropReason::Malformed));
+    };
+    if ip.ttl <= 1 || m.len > u32::from(c.mtu) {
+        // Rare: let the slow path generate the ICMP error.
+        return None;
+    }
+    let l = conntrack.update(c.handle?, &m, now)?;
+    match l.verdict {
+        CtVerdict::Established | CtVerdict::Reply => {}
+        CtVerdict::Invalid(_) => return Some(Err(DropReason::ConntrackInvalid)),
+        CtVerdict::New | CtVerdict::Related => return None,
+    }
+    Some(apply(counters, st, batch, i, h, c, hash, false))
+}
+
+/// Executes a decision's actions on packet `i` in place.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn apply(
+    counters: &mut Counters,
+    st: &State,
+    batch: &mut Batch,
+    i: usize,
+    h: &Headers,
+    c: &Cached,
+    hash: u32,
+    new_connection: bool,
+) -> Result<Disposition, DropReason> {
+    let p = batch.packet_mut(i);
+    let inner_len = p.len;
+    let mut out = None;
+    for a in &c.actions {
+        match *a {
+            Action::SetMacs { src, dst } => {
+                let f = p.frame_mut();
+                f[0..6].copy_from_slice(&dst.0);
+                f[6..12].copy_from_slice(&src.0);
+            }
+            Action::DecTtl => dec_ttl(p.frame_mut(), h),
+            Action::Encap { vtep } => {
+                let dscp = h.ip().map_or(0, |ip| ip.dscp);
+                let (buf, start, len) = p.parts_mut();
+                let new_start = st
+                    .overlay
+                    .encap(vtep, buf, start, len, hash, dscp, None)
+                    .map_err(|e| match e {
+                        podswitch_overlay::EncapError::NoHeadroom => DropReason::NoHeadroom,
+                        podswitch_overlay::EncapError::MtuExceeded => DropReason::TooBig,
+                        _ => DropReason::UnknownDestination,
+                    })?;
+                p.len += start - new_start;
+                p.start = new_start;
+            }
+            Action::Output { port } => out = Some(port),
+            Action::Drop { .. } => return Err(DropReason::UnknownDestination),
+            Action::Decap | Action::Nat | Action::ToSlowPath => {}
+        }
+    }
+    let Some(port) = out else {
+        return Err(DropReason::UnknownDestination);
+    };
+    let tx_len = p.len;
+    counters.tx(c.out_port, tx_len);
+    counters.traffic(c, inner_len, new_connection);
+    Ok(Disposition::Output(port))
+}
 
 fn is_multicast(a: IpAddr) -> bool {
     match a {

@@ -164,14 +164,9 @@ fn parse_checked(frame: &[u8]) -> PacketHeaders<'_> {
             ),
             Some(TransportHeader::Icmpv6(i)) => assert_eq!(
                 i.checksum,
-                Icmpv6Header::with_checksum(
-                    i.icmp_type,
-                    ip.source,
-                    ip.destination,
-                    payload
-                )
-                .expect("len")
-                .checksum,
+                Icmpv6Header::with_checksum(i.icmp_type, ip.source, ip.destination, payload)
+                    .expect("len")
+                    .checksum,
                 "ICMPv6 checksum"
             ),
             _ => {}
@@ -1089,4 +1084,79 @@ fn vxlan_output_decodes_in_tshark() {
     assert!(!text.contains("Bad"), "{text}");
     assert!(!text.contains("Malformed"), "{text}");
     assert!(!text.contains("incorrect"), "{text}");
+}
+
+#[test]
+fn icmp_error_about_a_tunnelled_packet_is_encapsulated_back_to_its_vtep() {
+    let mut node = node();
+    let inner = IpFrame::udp(R1_MAC, ROUTER_MAC, r1(), a1(), 5000, 6000)
+        .ttl(1)
+        .build();
+    let outer = frames::vxlan_v4(
+        VTEP1_NH,
+        LOCAL_VTEP_MAC,
+        VTEP1,
+        LOCAL_VTEP,
+        VNI,
+        50000,
+        &inner,
+    );
+    let out = node.inject(UPLINK, &outer, t0());
+    assert_eq!(dropped(&node), DropReason::TtlExpired);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, UPLINK);
+    let (o, vni, err) = split_vxlan(&out[0].1);
+    assert_eq!(ipv4(&o).destination, VTEP1.octets());
+    assert_eq!(vni, VNI);
+    let h = parse_checked(err);
+    assert_eq!(eth(&h), (ROUTER_MAC, R1_MAC));
+    let ip = ipv4(&h);
+    assert_eq!(ip.source, GATEWAY_V4.octets());
+    assert_eq!(ip.destination, [10, 0, 2, 21]);
+    assert!(matches!(
+        h.transport,
+        Some(TransportHeader::Icmpv4(Icmpv4Header {
+            icmp_type: Icmpv4Type::TimeExceeded(_),
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn related_icmp_error_of_a_tracked_connection_passes_and_unrelated_is_dropped() {
+    let mut node = node_with(&[DENY_A]);
+    // a1 → b1 UDP creates the connection; b1 answers with port unreachable.
+    let probe = IpFrame::udp(A1_MAC, ROUTER_MAC, a1(), b1(), 5000, 6000).payload(8);
+    assert_eq!(node.inject(A1, &probe.build(), t0()).len(), 1);
+    let quoted = probe.ttl(63).build();
+    let unreachable = |quote: &[u8]| {
+        let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quote[14..]);
+        let c = !podswitch_wire::checksum::data(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let f = etherparse::PacketBuilder::ethernet2(B1_MAC.0, ROUTER_MAC.0).ipv4(
+            [10, 0, 1, 13],
+            [10, 0, 0, 11],
+            64,
+        );
+        let mut out = Vec::new();
+        f.write(&mut out, etherparse::IpNumber::ICMP, &icmp)
+            .expect("build");
+        out
+    };
+    let out = node.inject(B1, &unreachable(&quoted), t0());
+    assert_eq!(
+        out.len(),
+        1,
+        "related error passes although a isolates ingress: {:?}",
+        node.disposition()
+    );
+    assert_eq!(out[0].0, A1);
+    parse_checked(&out[0].1);
+    // The same error quoting a connection that does not exist.
+    let other = IpFrame::udp(A1_MAC, ROUTER_MAC, a1(), b1(), 5001, 6000)
+        .payload(8)
+        .build();
+    assert!(node.inject(B1, &unreachable(&other), t0()).is_empty());
+    assert_eq!(dropped(&node), DropReason::ConntrackInvalid);
 }
