@@ -1,6 +1,7 @@
 //! Runs N batches of 32 established local TCP frames (64 bytes) through one worker, for
 //! `perf stat` cycle counts independent of machine load: cycles/packet =
-//! (cycles(N) − cycles(0)) / (32 N). Usage: `pps <batches> [local|encap]`.
+//! (cycles(N) − cycles(0)) / (32 N). Usage: `pps <batches> [local|encap|new]`; `new` sends a SYN
+//! of a new connection in every frame (slow path; the table is flushed every 8192 batches).
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -19,7 +20,11 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let remote = args.next().as_deref() == Some("encap");
+    let mode = args.next().unwrap_or_default();
+    let remote = mode == "encap";
+    if mode == "new" {
+        return new_connections(n);
+    }
     let ip = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a10_0000 | i));
     let mac = |i: u8| Address([0x0a, 0, 0, 0, 0, i]);
     let mut node = TestNode::builder()
@@ -79,4 +84,61 @@ fn main() {
     }
     let s = node.stats();
     println!("hits {} misses {}", s.cache_hits, s.cache_misses);
+}
+
+fn new_connections(n: usize) {
+    let ip = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a10_0000 | i));
+    let mac = |i: u8| Address([0x0a, 0, 0, 0, 0, i]);
+    let mut node = TestNode::builder()
+        .pod(Pod::new("a", "c", 1, mac(1), &[ip(1)]))
+        .pod(Pod::new("b", "s", 2, mac(2), &[ip(2)]).label("app", "db"))
+        .conntrack(podswitch_conntrack::Config {
+            max_entries: 1 << 19,
+            shards: 256,
+            ..podswitch_conntrack::Config::default()
+        })
+        .cache_capacity(1 << 16)
+        .build()
+        .expect("node");
+    let now = Instant::from_secs(5);
+    let syns: Vec<Vec<u8>> = (0..32 * 8192u32)
+        .map(|k| {
+            let mut f = IpFrame::tcp(
+                mac(1),
+                ROUTER_MAC,
+                ip(1),
+                ip(2),
+                (k >> 3) as u16 | 1,
+                80 + (k & 7) as u16,
+                tcp_flags::SYN,
+                100,
+                0,
+            )
+            .build();
+            f.resize(64, 0);
+            f
+        })
+        .collect();
+    let ct = std::sync::Arc::clone(node.conntrack());
+    let mut batch = Batch::new();
+    for b in 0..n {
+        if b % 8192 == 0 {
+            ct.flush(&podswitch_conntrack::Filter::All);
+        }
+        batch.clear();
+        let at = (b % 8192) * 32;
+        for f in &syns[at..at + 32] {
+            batch.push(1, f);
+        }
+        node.worker().process(black_box(&mut batch), now);
+    }
+    let s = node.stats();
+    println!(
+        "misses {} drops {}",
+        s.cache_misses,
+        s.ports
+            .values()
+            .map(podswitch_datapath::PortStats::drops_total)
+            .sum::<u64>()
+    );
 }
