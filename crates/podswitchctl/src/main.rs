@@ -1,9 +1,13 @@
-//! `podswitchctl`: podswitch's command-line client. Today it has the offline policy tools —
-//! `policy matrix` (a reachability truth table for every ordered pair of pods) and `policy trace`
-//! (why one connection is allowed or denied) — computed from ordinary Kubernetes YAML/JSON with the
-//! same compiler the daemon uses. Commands that talk to the daemon's socket will be further
-//! subcommands. Single-threaded; reads only the files it is given.
+//! `podswitchctl`: podswitch's command-line client. The offline policy tools — `policy matrix`
+//! (a reachability truth table for every ordered pair of pods) and `policy trace` (why one
+//! connection is allowed or denied) — compute from ordinary Kubernetes YAML/JSON with the same
+//! compiler the daemon uses. The daemon commands (`apply`, `delete`, `get`, `trace`, `stats`,
+//! `conntrack`, `flows`, `wait`, `health`; see [`daemon`]) talk to the daemon's control socket
+//! (`--socket`, `-o table|json|yaml`). Single-threaded.
 
+mod apply;
+mod daemon;
+mod output;
 mod policy;
 
 use std::process::ExitCode;
@@ -28,12 +32,17 @@ enum Command {
         #[command(subcommand)]
         command: policy::PolicyCommand,
     },
+    #[command(flatten)]
+    Daemon(daemon::DaemonCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy { command } => policy::run(&command),
+        Command::Daemon(command) => daemon::run(command).map(|out| {
+            print!("{out}");
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
