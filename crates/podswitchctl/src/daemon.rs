@@ -22,10 +22,10 @@ use crate::output::{Format, encode, labels, list, table};
 pub struct Conn {
     /// The daemon's control socket [default: $PODSWITCH_SOCKET, else
     /// /run/podswitch/podswitch.sock].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub socket: Option<PathBuf>,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
 }
 
@@ -427,12 +427,7 @@ fn flushed(r: &Reply, output: Format) -> Result<String> {
     })
 }
 
-fn get(
-    client: &mut Client,
-    kind: Kind,
-    namespace: Option<&str>,
-    output: Format,
-) -> Result<String> {
+fn get(client: &mut Client, kind: Kind, namespace: Option<&str>, output: Format) -> Result<String> {
     let req = match kind {
         Kind::Namespaces => Request::NamespaceList,
         Kind::Endpoints => Request::EndpointList {
