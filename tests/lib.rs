@@ -483,6 +483,8 @@ pub struct Node {
     pub workers_toml: String,
     /// Serve the control socket (`<dir>/control.sock`).
     pub control: bool,
+    /// Extra command-line arguments for the daemon.
+    pub args: Vec<String>,
     pub daemon: Option<Daemon>,
 }
 
@@ -505,6 +507,7 @@ impl Node {
             policy_yaml: None,
             workers_toml: String::new(),
             control: false,
+            args: Vec::new(),
             daemon: None,
         })
     }
@@ -599,6 +602,7 @@ impl Node {
             .arg(self.config_path())
             .arg("--stats-file")
             .arg(self.stats_path())
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

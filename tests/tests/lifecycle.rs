@@ -89,6 +89,8 @@ fn sighup_reloads_and_sigterm_stops_cleanly() -> anyhow::Result<()> {
         "still running the old config"
     );
 
+    node.daemon().signal("USR1")?;
+    std::thread::sleep(Duration::from_millis(300));
     node.daemon().signal("TERM")?;
     let code = node.daemon().wait_exit(Duration::from_secs(10))?;
     assert_eq!(
@@ -103,6 +105,7 @@ fn sighup_reloads_and_sigterm_stops_cleanly() -> anyhow::Result<()> {
     );
     let log = node.daemon().log_text();
     assert!(log.contains("reload failed"), "{log}");
+    assert!(log.contains("SIGUSR1: counters"), "{log}");
     assert!(log.contains("stopped:"), "{log}");
     Ok(())
 }
@@ -122,5 +125,25 @@ fn idle_adaptive_daemon_sleeps() -> anyhow::Result<()> {
     // not millions of spins (those would count as loop passes without sleeping).
     assert!(b > a, "the idle worker sleeps: {a} -> {b}");
     assert!(b - a < 1000, "and stays asleep between timers: {a} -> {b}");
+    Ok(())
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() -> anyhow::Result<()> {
+    let mut node = Node::up(vec![pod("j1", 1, "json")])?;
+    node.args = vec!["--log-format".into(), "json".into()];
+    node.start()?;
+    node.daemon().signal("TERM")?;
+    assert_eq!(node.daemon().wait_exit(Duration::from_secs(10))?, Some(0));
+    let log = node.daemon().log_text();
+    let mut lines = 0;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| anyhow::anyhow!("not JSON ({e}): {line}"))?;
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        lines += 1;
+    }
+    assert!(lines >= 3, "{log}");
+    assert!(log.contains("\"podswitchd running\""), "{log}");
     Ok(())
 }

@@ -756,10 +756,16 @@ impl Thread {
     }
 
     fn wake_peers(&mut self) {
+        if !self.io.wake.contains(&true) {
+            return;
+        }
+        // Store (the frames pushed) then load (the peer's flag), against the sleeper's store
+        // (its flag) then load (its lanes): with a full fence on both sides at least one of us
+        // sees the other's store, so a frame never waits for the sleep timeout.
+        std::sync::atomic::fence(Ordering::SeqCst);
         for w in 0..self.io.wake.len() {
             if self.io.wake[w] {
                 self.io.wake[w] = false;
-                // SeqCst pairs with the sleeper's store-then-check in `sleep`.
                 if self.shared.sleeping[w].load(Ordering::SeqCst) {
                     let _ = self.wakers[w].wake();
                 }
@@ -802,6 +808,7 @@ impl Thread {
     fn sleep(&mut self, events: &mut Events, timeout: Duration) {
         let me = &self.shared.sleeping[self.index];
         me.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         // Re-check after announcing the sleep: a frame handed over before the flag was visible
         // would otherwise wait for the timeout.
         let pending = self.lanes_in.iter().any(|l| !l.full.is_empty())

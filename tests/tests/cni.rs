@@ -1,0 +1,201 @@
+//! The CNI plugin end to end: the real `podswitchd` in control mode, two pods made by the built
+//! `podswitch-cni` exactly as a runtime makes them (ADD with `CNI_*` variables and the shipped
+//! conflist's plugin config), then real traffic between them through the switch — ping both
+//! ways and a sha256-checked TCP transfer — then CHECK, DEL, and nothing left behind.
+//!
+//! The namespace's subnet is the test node's gateway subnet (10.30.0.0/24, first host
+//! [`GATEWAY`]), so the pods' default route goes via the address the switch answers ARP for.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podswitch_control::Client;
+use podswitch_e2e::{GATEWAY, Netns, Node, unique_prefix};
+use serde_json::{Value, json};
+
+/// The plugin binary: `$PODSWITCH_CNI`, or next to this test's target directory (built by
+/// `cargo test --workspace` or `cargo build -p podswitch-cni`).
+fn cni_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("PODSWITCH_CNI") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .join("podswitch-cni");
+    assert!(
+        bin.exists(),
+        "{} not found: build it (cargo build -p podswitch-cni) or set PODSWITCH_CNI",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs the plugin: (success, stdout as JSON, raw output).
+fn cni(command: &str, vars: &[(&str, &str)], conf: &Value) -> (bool, Value, String) {
+    let mut child = Command::new(cni_binary())
+        .env("CNI_COMMAND", command)
+        .env("CNI_PATH", "/opt/cni/bin")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run podswitch-cni");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(conf.to_string().as_bytes())
+        .expect("write config");
+    let out = child.wait_with_output().expect("wait");
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.success(),
+        serde_json::from_str(&raw).unwrap_or(Value::Null),
+        format!("{raw}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// The shipped conflist's plugin config, as a runtime hands it to the plugin, on our socket.
+fn plugin_config(socket: &std::path::Path) -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/10-podswitch.conflist"
+    );
+    let list: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("read conflist")).expect("conflist");
+    let mut conf = list["plugins"][0].clone();
+    conf["name"] = list["name"].clone();
+    conf["cniVersion"] = list["cniVersion"].clone();
+    conf["socket"] = json!(socket);
+    conf
+}
+
+fn ping(ns: &Netns, ip: &str) -> bool {
+    ns.run("ping", &["-c", "1", "-W", "1", ip])
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn two_cni_pods_talk_through_the_daemon() -> anyhow::Result<()> {
+    let mut node = Node::up(Vec::new())?;
+    node.control = true;
+    node.start()?;
+    let socket = node.socket_path();
+    let mut client = Client::connect(&socket).map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+    client
+        .namespace_create(
+            "cnie2e",
+            [("env".into(), "test".into())].into(),
+            Some("10.30.0.0/24"),
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("namespace_create: {e}"))?;
+    let conf = plugin_config(&socket);
+
+    let prefix = unique_prefix();
+    let names = [format!("{prefix}a"), format!("{prefix}b")];
+    let nss = [Netns::new(&names[0])?, Netns::new(&names[1])?];
+    let mut results = Vec::new();
+    for (i, ns) in nss.iter().enumerate() {
+        let netns = format!("/var/run/netns/{}", ns.name);
+        let cid = format!("{}cid", ns.name);
+        let args = format!("K8S_POD_NAMESPACE=cnie2e;K8S_POD_NAME=pod-{i}");
+        let vars = [
+            ("CNI_CONTAINERID", cid.as_str()),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args.as_str()),
+        ];
+        let (ok, r, raw) = cni("ADD", &vars, &conf);
+        anyhow::ensure!(ok, "ADD pod-{i}: {raw}");
+        assert_eq!(r["ips"][0]["gateway"], GATEWAY, "{r}");
+        results.push((cid, netns, args, r));
+    }
+    let ip = |i: usize| -> String {
+        let a = results[i].3["ips"][0]["address"]
+            .as_str()
+            .unwrap_or_default();
+        a.split('/').next().unwrap_or_default().to_owned()
+    };
+    let (a, b) = (ip(0), ip(1));
+    assert_ne!(a, b);
+
+    // The daemon opens the ports once it has realised the generation; wait for it.
+    let h = client
+        .health()
+        .map_err(|e| anyhow::anyhow!("health: {e}"))?;
+    client
+        .wait(h.generation, Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("wait: {e}"))?;
+    let end = Instant::now() + Duration::from_secs(10);
+    while !ping(&nss[0], &b) {
+        anyhow::ensure!(Instant::now() < end, "pod-0 never reached pod-1 ({b})");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ping(&nss[1], &a), "pod-1 reaches pod-0");
+    assert!(ping(&nss[0], &b), "pod-0 reaches pod-1");
+
+    // A TCP transfer checked end to end (complete checksums: offloads were turned off).
+    let server = nss[1].spawn("python3", &["-c", podswitch_e2e::TCP_SERVER, "5201"])?;
+    let _server = KillOnDrop(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = nss[0].run(
+        "python3",
+        &[
+            "-c",
+            podswitch_e2e::TCP_CLIENT,
+            &b,
+            "5201",
+            &(256 << 10).to_string(),
+            "5",
+        ],
+    )?;
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("ok"),
+        "TCP transfer failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // CHECK passes; DEL (twice) removes the port, the endpoint and the veth.
+    for (cid, netns, args, r) in &results {
+        let vars = [
+            ("CNI_CONTAINERID", cid.as_str()),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args.as_str()),
+        ];
+        let mut check = conf.clone();
+        check["prevResult"] = r.clone();
+        let (ok, _, raw) = cni("CHECK", &vars, &check);
+        assert!(ok, "CHECK: {raw}");
+        for _ in 0..2 {
+            let (ok, _, raw) = cni("DEL", &vars, &conf);
+            assert!(ok, "DEL: {raw}");
+        }
+        let host = r["interfaces"][0]["name"].as_str().unwrap_or_default();
+        let gone = podswitch_e2e::run("ip", &["link", "show", "dev", host])?;
+        assert!(!gone.status.success(), "{host} still exists");
+    }
+    let h = client
+        .health()
+        .map_err(|e| anyhow::anyhow!("health: {e}"))?;
+    assert_eq!(h.endpoints, 0);
+    assert!(!ping(&nss[0], &b), "no path after DEL");
+    Ok(())
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
