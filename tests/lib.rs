@@ -6,8 +6,9 @@
 //! reaped), each namespace (its processes killed first) and each host-side veth — so a failing
 //! test cleans up too. Names carry a per-test unique prefix `pse<pid><n>` (≤ 15 bytes with the
 //! pod suffix), so tests run in parallel without sharing anything.
-//! Needs root (CI runs as root). The binary is `<target>/<profile>/podswitchd`, built by
-//! `cargo test --workspace` before any test runs (or named by `PODSWITCHD`).
+//! Needs root (CI runs as root). The binary is `<target>/<profile>/podswitchd`, which
+//! `cargo test --workspace` builds before any test runs (podswitchd has an integration test, so
+//! cargo builds its binary; `cargo test -p podswitch-e2e` alone does not), or `$PODSWITCHD`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
