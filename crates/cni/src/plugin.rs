@@ -1,7 +1,7 @@
 //! ADD, DEL and CHECK (CNI spec 1.0.0, "Operations"), over the daemon's control socket.
 //!
-//! ADD: (IPAM delegate) → veth pair → `endpoint_add` (the daemon allocates from the namespace's
-//! subnet unless IPAM gave the address) → container side configured → host end up → result.
+//! ADD: (IPAM delegate) → veth pair, host end up → `endpoint_add` (the daemon allocates from
+//! the namespace's subnet unless IPAM gave the address) → container side configured → result.
 //! Every step done is recorded in an [`Undo`]; on a later failure it is undone in reverse, so a
 //! failed ADD leaves no veth, no endpoint and no lease. DEL is idempotent: it finds the endpoint
 //! by its host interface name (derived from the container id, so no `CNI_ARGS` or netns are
@@ -212,6 +212,9 @@ fn add_steps(
     }
     link::create_veth(&host, &env.ifname, netns, mac, conf.mtu)?;
     undo.veth = Some(host.clone());
+    // Up before the daemon hears of it: it opens its AF_XDP port on this end as soon as the
+    // endpoint is published.
+    link::host_up(&host)?;
 
     let (ips, allocate) = if let Some(r) = &ipam {
         (r.ips.iter().map(|i| i.address.addr).collect(), Vec::new())
@@ -304,7 +307,6 @@ fn add_steps(
         }
     }
     let container = link::configure_container(netns, &env.ifname, &addrs, &routes)?;
-    link::host_up(&host)?;
     let host_mac = link::link(&host)?.map(|l| l.mac).unwrap_or_default();
     let dns = ipam
         .as_ref()
