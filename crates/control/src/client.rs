@@ -92,8 +92,8 @@ impl Client {
 
     /// Sends one request envelope.
     pub fn send(&mut self, env: &RequestEnvelope) -> Result<(), ClientError> {
-        let body = serde_json::to_vec(env).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.stream.write_all(&frame::encode(&body))?;
+        self.stream
+            .write_all(&frame::encode(&frame::encode_request(env)))?;
         Ok(())
     }
 

@@ -161,6 +161,12 @@ pub fn decode_request(body: &[u8]) -> Result<RequestEnvelope, (Option<u64>, Cont
     })
 }
 
+/// Encodes a request as a frame body.
+pub fn encode_request(req: &RequestEnvelope) -> Vec<u8> {
+    // Our request types serialise infallibly (string map keys, no I/O).
+    serde_json::to_vec(req).unwrap_or_default()
+}
+
 /// Encodes a response as a frame body.
 pub fn encode_response(resp: &ResponseEnvelope) -> Vec<u8> {
     // Serialising our own types into a Vec cannot fail (no maps with non-string keys, no I/O).

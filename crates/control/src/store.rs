@@ -83,37 +83,14 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        match value.get("format").and_then(serde_json::Value::as_u64) {
-            Some(f) if f == u64::from(FORMAT) => {}
-            Some(found) => return Err(StoreError::Format { path, found }),
-            None => {
-                return Err(StoreError::Corrupt {
-                    path,
-                    message: "no format member".into(),
-                });
-            }
-        }
-        let file: FileOwned = serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(Some(file.state))
+        decode(&bytes, &path).map(Some)
     }
 
     /// Saves `state` atomically and durably (see the module docs).
     pub fn save(&self, state: &DesiredState) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(&FileRef {
-            format: FORMAT,
-            state,
-        })
-        .map_err(|e| StoreError::Corrupt {
+        let body = encode(state).map_err(|message| StoreError::Corrupt {
             path: self.path(),
-            message: e.to_string(),
+            message,
         })?;
         let tmp = self.dir.join(TEMP);
         let io = |path: &Path| {
@@ -136,4 +113,42 @@ impl Store {
             .map_err(io(&self.dir))?;
         Ok(())
     }
+}
+
+/// The file's bytes for `state` (format [`FORMAT`]).
+pub fn encode(state: &DesiredState) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(&FileRef {
+        format: FORMAT,
+        state,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Reads a state file's bytes; `path` only names the file in errors.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<DesiredState, StoreError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    match value.get("format").and_then(serde_json::Value::as_u64) {
+        Some(f) if f == u64::from(FORMAT) => {}
+        Some(found) => {
+            return Err(StoreError::Format {
+                path: path.to_owned(),
+                found,
+            });
+        }
+        None => {
+            return Err(StoreError::Corrupt {
+                path: path.to_owned(),
+                message: "no format member".into(),
+            });
+        }
+    }
+    let file: FileOwned = serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(file.state)
 }
