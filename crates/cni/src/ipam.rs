@@ -38,6 +38,18 @@ pub fn error_object(out: &[u8]) -> Option<CniError> {
     Some(CniError::new(Code::Delegated(code), format!("IPAM: {msg}")).details(details))
 }
 
+/// `CNI_ARGS` for the delegate: ours, with `IgnoreUnknown=1` added when absent. The Go plugins
+/// (host-local, ...) refuse keys they do not know (`K8S_POD_NAME`, our `LABELS`) unless told to
+/// ignore them; Kubernetes runtimes always add it, other runtimes may not.
+pub fn delegate_args(args: &std::collections::BTreeMap<String, String>) -> String {
+    let mut parts: Vec<String> = Vec::with_capacity(args.len() + 1);
+    if !args.keys().any(|k| k.eq_ignore_ascii_case("IgnoreUnknown")) {
+        parts.push("IgnoreUnknown=1".to_owned());
+    }
+    parts.extend(args.iter().map(|(k, v)| format!("{k}={v}")));
+    parts.join(";")
+}
+
 /// Runs the IPAM plugin for `command`; for ADD, returns its result.
 pub fn delegate(
     plugin: &str,
@@ -50,6 +62,7 @@ pub fn delegate(
         |m: &str, e: String| CniError::new(Code::Ipam, format!("IPAM {plugin}: {m}")).details(e);
     let mut child = Command::new(&exe)
         .env("CNI_COMMAND", command.as_str())
+        .env("CNI_ARGS", delegate_args(&env.args))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -104,6 +117,21 @@ mod tests {
         assert_eq!(e.details, "range full");
         assert!(error_object(b"plain text").is_none());
         assert!(error_object(br#"{"code":-1}"#).is_none());
+    }
+
+    #[test]
+    fn delegates_are_told_to_ignore_our_args() {
+        let args = crate::env::parse_args("K8S_POD_NAME=a;LABELS=x=y").unwrap();
+        assert_eq!(
+            delegate_args(&args),
+            "IgnoreUnknown=1;K8S_POD_NAME=a;LABELS=x=y"
+        );
+        let args = crate::env::parse_args("IgnoreUnknown=true;K8S_POD_NAME=a").unwrap();
+        assert_eq!(delegate_args(&args), "IgnoreUnknown=true;K8S_POD_NAME=a");
+        assert_eq!(
+            delegate_args(&std::collections::BTreeMap::new()),
+            "IgnoreUnknown=1"
+        );
     }
 
     #[test]
