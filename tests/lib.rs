@@ -486,6 +486,8 @@ pub struct Node {
     pub control: bool,
     /// Extra command-line arguments for the daemon.
     pub args: Vec<String>,
+    /// TOML appended to the generated config (e.g. `[uplink]`, `[[vteps]]`).
+    pub extra_toml: String,
     pub daemon: Option<Daemon>,
 }
 
@@ -509,6 +511,7 @@ impl Node {
             workers_toml: String::new(),
             control: false,
             args: Vec::new(),
+            extra_toml: String::new(),
             daemon: None,
         })
     }
@@ -588,6 +591,7 @@ impl Node {
             }
             t.push('\n');
         }
+        t.push_str(&self.extra_toml);
         std::fs::write(self.config_path(), t)?;
         Ok(())
     }
