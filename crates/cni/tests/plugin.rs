@@ -87,6 +87,11 @@ struct Daemon {
 impl Daemon {
     /// A server whose namespace `web` has `subnet`.
     fn start(subnet: &str) -> Self {
+        Self::start_dual(subnet, None)
+    }
+
+    /// A server whose namespace `web` has `subnet` and optionally an IPv6 one.
+    fn start_dual(subnet: &str, v6: Option<&str>) -> Self {
         let dir = std::env::temp_dir().join(format!("psc-test-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("podswitch.sock");
@@ -103,7 +108,7 @@ impl Daemon {
         let mut labels = std::collections::BTreeMap::new();
         labels.insert("team".to_owned(), "web".to_owned());
         d.client()
-            .namespace_create("web", labels, Some(subnet), None)
+            .namespace_create("web", labels, Some(subnet), v6)
             .unwrap();
         d
     }
@@ -380,6 +385,81 @@ fn add_check_del_against_a_real_netns_and_the_real_server() {
     assert!(del.ok, "{}", del.raw);
     assert!(daemon.endpoints().is_empty());
     assert!(!host_link_exists(&guard2.0));
+}
+
+#[test]
+fn dual_stack_pod_with_a_0_4_0_config() {
+    let daemon = Daemon::start_dual("10.80.0.0/24", Some("fd00:80::/64"));
+    let ns = Netns::new();
+    let netns = ns.path();
+    let cid = format!("d{}", unique().replace('-', "x"));
+    let vars = [
+        ("CNI_CONTAINERID", cid.as_str()),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "K8S_POD_NAMESPACE=web;K8S_POD_NAME=dual"),
+    ];
+    let mut conf = config(&daemon.socket);
+    conf["cniVersion"] = json!("0.4.0");
+    let add = cni("ADD", &vars, &conf);
+    assert!(add.ok, "{}", add.raw);
+    let r = &add.stdout;
+    let _guard = HostLink(r["interfaces"][0]["name"].as_str().unwrap().to_owned());
+    assert_eq!(r["cniVersion"], "0.4.0");
+    assert_eq!(
+        r["ips"],
+        json!([
+            {"version": "4", "address": "10.80.0.2/24", "gateway": "10.80.0.1", "interface": 1},
+            {"version": "6", "address": "fd00:80::2/64", "gateway": "fd00:80::1", "interface": 1},
+        ])
+    );
+    assert_eq!(
+        r["routes"],
+        json!([
+            {"dst": "0.0.0.0/0", "gw": "10.80.0.1"},
+            {"dst": "::/0", "gw": "fd00:80::1"},
+        ])
+    );
+    let addrs = &ns.ip_json(&["addr", "show", "dev", "eth0"])[0]["addr_info"];
+    assert!(
+        addrs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == "fd00:80::2" && a["prefixlen"] == 64),
+        "{addrs}"
+    );
+    let routes = ns.ip_json(&["-6", "route", "show", "default"]);
+    assert_eq!(routes[0]["gateway"], "fd00:80::1", "{routes}");
+    let mut check_conf = conf.clone();
+    check_conf["prevResult"] = add.stdout.clone();
+    let check = cni("CHECK", &vars, &check_conf);
+    assert!(check.ok, "{}", check.raw);
+    // An address removed behind the plugin's back fails CHECK.
+    let st = Command::new("ip")
+        .args([
+            "-n",
+            &ns.name,
+            "addr",
+            "del",
+            "fd00:80::2/64",
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let check = cni("CHECK", &vars, &check_conf);
+    assert_eq!(check.stdout["code"], 103, "{}", check.raw);
+    assert!(
+        check.stdout["msg"].as_str().unwrap().contains("fd00:80::2"),
+        "{}",
+        check.raw
+    );
+    assert_eq!(check.stdout["cniVersion"], "0.4.0");
+    let del = cni("DEL", &vars, &conf);
+    assert!(del.ok, "{}", del.raw);
+    assert!(daemon.endpoints().is_empty());
 }
 
 #[test]
