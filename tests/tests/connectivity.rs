@@ -74,7 +74,13 @@ fn two_workers_hand_frames_across() -> anyhow::Result<()> {
         pod("w0", 1, "multi").on_worker(0),
         pod("w1", 2, "multi").on_worker(1),
     ])?;
-    node.workers_toml = "count = 2\n".into();
+    // Pinned to CPUs 0 and 1 when the machine has two (pinning failures are only logged).
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    node.workers_toml = if cpus >= 2 {
+        "count = 2\ncpus = [0, 1]\n".into()
+    } else {
+        "count = 2\n".into()
+    };
     node.start()?;
     let (w0, w1) = (node.pod("w0"), node.pod("w1"));
     assert!(w0.ping(&w1.ip, 2)?, "ping across workers");
@@ -89,5 +95,12 @@ fn two_workers_hand_frames_across() -> anyhow::Result<()> {
     assert_eq!(s["runner"]["lane_full"], 0, "{s:#}");
     assert_eq!(s["ports"]["1"]["worker"], 0);
     assert_eq!(s["ports"]["2"]["worker"], 1);
+    if cpus >= 2 {
+        let log = node.daemon().log_text();
+        // Each worker tried its CPU (the allowed set may exclude 0 or 1: then it says so).
+        let tried =
+            log.matches("worker pinned").count() + log.matches("CPU pinning failed").count();
+        assert_eq!(tried, 2, "{log}");
+    }
     Ok(())
 }
