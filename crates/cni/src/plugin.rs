@@ -3,7 +3,9 @@
 //! ADD: (IPAM delegate) → veth pair, host end up → `endpoint_add` (the daemon allocates from
 //! the namespace's subnet unless IPAM gave the address) → container side configured → result.
 //! Every step done is recorded in an [`Undo`]; on a later failure it is undone in reverse, so a
-//! failed ADD leaves no veth, no endpoint and no lease. DEL is idempotent: it finds the endpoint
+//! failed ADD leaves no veth, no endpoint and no lease; a registration left by an earlier life
+//! of the pod whose host interface is gone (its DEL never reached the daemon) is replaced.
+//! DEL is idempotent: it finds the endpoint
 //! by its host interface name (derived from the container id, so no `CNI_ARGS` or netns are
 //! needed) and treats "not there" as done. CHECK compares the container's interface, addresses,
 //! routes and offloads, the host end and the daemon's endpoint with `prevResult`.
@@ -14,7 +16,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use podswitch_control::client::ClientError;
-use podswitch_control::proto::{EndpointSpec, Family, Kind, NamespaceInfo, Reply, Request};
+use podswitch_control::proto::{
+    EndpointInfo, EndpointSpec, Family, Kind, NamespaceInfo, Reply, Request,
+};
 use podswitch_control::{Client, ErrorCode};
 
 use crate::config::NetConf;
@@ -234,6 +238,7 @@ fn add_steps(
         }
         (Vec::new(), fams)
     };
+    remove_stale(client, conf, &host, (&ns, &name))?;
     let spec = EndpointSpec {
         namespace: ns.clone(),
         name: name.clone(),
@@ -358,17 +363,44 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     first.map_or(Ok(()), Err)
 }
 
-fn deregister(client: &mut Client, conf: &NetConf, host: &str) -> Result<(), CniError> {
-    let items = match client.call(Request::EndpointList { namespace: None }) {
-        Ok(Reply::Endpoints { items }) => items,
-        Ok(r) => {
-            return Err(
-                CniError::new(Code::Control, "unexpected reply to endpoint_list")
-                    .details(format!("{r:?}")),
-            );
+fn list_endpoints(client: &mut Client, conf: &NetConf) -> Result<Vec<EndpointInfo>, CniError> {
+    match client.call(Request::EndpointList { namespace: None }) {
+        Ok(Reply::Endpoints { items }) => Ok(items),
+        Ok(r) => Err(
+            CniError::new(Code::Control, "unexpected reply to endpoint_list")
+                .details(format!("{r:?}")),
+        ),
+        Err(e) => Err(control_err(&conf.socket, &e)),
+    }
+}
+
+/// Removes registrations left by an earlier life of this pod whose DEL never reached the daemon
+/// (it was down): one on our host interface (which we only just created, so it cannot be
+/// serving anything), or one under this pod's name whose host interface no longer exists. A
+/// registration whose interface is alive belongs to a running pod and is left alone (ADD then
+/// fails with the daemon's conflict).
+fn remove_stale(
+    client: &mut Client,
+    conf: &NetConf,
+    host: &str,
+    (ns, name): (&str, &str),
+) -> Result<(), CniError> {
+    for e in list_endpoints(client, conf)? {
+        let ours = e.interface == host;
+        let same_pod = e.namespace == ns && e.name == name;
+        if ours || (same_pod && link::link(&e.interface)?.is_none()) {
+            match client.endpoint_delete(&e.namespace, &e.name) {
+                Ok(_) => {}
+                Err(ClientError::Server(s)) if s.code == ErrorCode::NotFound => {}
+                Err(err) => return Err(control_err(&conf.socket, &err)),
+            }
         }
-        Err(e) => return Err(control_err(&conf.socket, &e)),
-    };
+    }
+    Ok(())
+}
+
+fn deregister(client: &mut Client, conf: &NetConf, host: &str) -> Result<(), CniError> {
+    let items = list_endpoints(client, conf)?;
     let Some(e) = items.into_iter().find(|e| e.interface == host) else {
         return Ok(());
     };
@@ -462,16 +494,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         None => return Err(mismatch(format!("host end {host} is missing"))),
     }
     let mut client = connect(conf)?;
-    let items = match client.call(Request::EndpointList { namespace: None }) {
-        Ok(Reply::Endpoints { items }) => items,
-        Ok(r) => {
-            return Err(
-                CniError::new(Code::Control, "unexpected reply to endpoint_list")
-                    .details(format!("{r:?}")),
-            );
-        }
-        Err(e) => return Err(control_err(&conf.socket, &e)),
-    };
+    let items = list_endpoints(&mut client, conf)?;
     let ep = items
         .iter()
         .find(|e| e.interface == host)

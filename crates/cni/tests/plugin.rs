@@ -463,6 +463,87 @@ fn dual_stack_pod_with_a_0_4_0_config() {
 }
 
 #[test]
+fn stale_registrations_of_the_pod_are_replaced_live_ones_are_not() {
+    let daemon = Daemon::start("10.81.0.0/24");
+    // The pod's previous sandbox: registered, but its veth is gone (DEL never reached us).
+    let stale =
+        |name: &str, interface: &str, mac: [u8; 6]| podswitch_control::proto::EndpointSpec {
+            namespace: "web".into(),
+            name: name.into(),
+            kind: podswitch_control::proto::Kind::Pod,
+            interface: interface.into(),
+            port: None,
+            mac: podswitch_control::proto::Mac(mac),
+            ips: Vec::new(),
+            allocate: vec![podswitch_control::proto::Family::Ipv4],
+            labels: std::collections::BTreeMap::new(),
+            ports: Vec::new(),
+            mtu: None,
+        };
+    daemon
+        .client()
+        .endpoint_add(stale("web-0", "pswdead0", [2, 0, 0, 0, 0, 0x10]))
+        .unwrap();
+    // A live pod of the same name elsewhere: its interface exists (lo stands in for it).
+    daemon
+        .client()
+        .endpoint_add(stale("web-1", "lo", [2, 0, 0, 0, 0, 0x11]))
+        .unwrap();
+    let ns = Netns::new();
+    let netns = ns.path();
+    let cid = format!("s{}", unique().replace('-', "x"));
+    let mut vars = [
+        ("CNI_CONTAINERID", cid.as_str()),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "K8S_POD_NAMESPACE=web;K8S_POD_NAME=web-0"),
+    ];
+    let conf = config(&daemon.socket);
+    let add = cni("ADD", &vars, &conf);
+    assert!(add.ok, "{}", add.raw);
+    let host = add.stdout["interfaces"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _guard = HostLink(host.clone());
+    let eps = daemon.endpoints();
+    let web0 = eps.iter().find(|e| e.name == "web-0").unwrap();
+    assert_eq!(web0.interface, host, "the stale registration was replaced");
+    assert!(eps.iter().any(|e| e.name == "web-1" && e.interface == "lo"));
+    // Same name as the live one: refused by the daemon, the live one untouched, nothing left.
+    vars[3] = ("CNI_ARGS", "K8S_POD_NAMESPACE=web;K8S_POD_NAME=web-1");
+    vars[2] = ("CNI_IFNAME", "eth1");
+    let out = cni("ADD", &vars, &conf);
+    assert_eq!(out.stdout["code"], 101, "{}", out.raw);
+    assert!(
+        out.stdout["msg"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{}",
+        out.raw
+    );
+    assert!(
+        daemon
+            .endpoints()
+            .iter()
+            .any(|e| e.name == "web-1" && e.interface == "lo")
+    );
+    let links = ns.ip_json(&["link", "show"]);
+    assert!(
+        links
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"] != "eth1"),
+        "{links}"
+    );
+    vars[2] = ("CNI_IFNAME", "eth0");
+    vars[3] = ("CNI_ARGS", "K8S_POD_NAMESPACE=web;K8S_POD_NAME=web-0");
+    assert!(cni("DEL", &vars, &conf).ok);
+}
+
+#[test]
 fn failures_after_the_veth_exists_are_undone() {
     let daemon = Daemon::start("10.78.0.0/24");
     let ns = Netns::new();
