@@ -15,10 +15,10 @@ use podswitch_control::Client;
 use podswitch_e2e::{GATEWAY, Netns, Node, unique_prefix};
 use serde_json::{Value, json};
 
-/// The plugin binary: `$PODSWITCH_CNI`, or next to this test's target directory (built by
-/// `cargo test --workspace` or `cargo build -p podswitch-cni`).
-fn cni_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("PODSWITCH_CNI") {
+/// A workspace binary: `$<var>`, or next to this test's target directory (built by
+/// `cargo test --workspace` or `cargo build -p <package>`).
+fn binary(name: &str, var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -26,13 +26,33 @@ fn cni_binary() -> PathBuf {
         .parent()
         .and_then(std::path::Path::parent)
         .expect("test binary lives in <target>/<profile>/deps")
-        .join("podswitch-cni");
+        .join(name);
     assert!(
         bin.exists(),
-        "{} not found: build it (cargo build -p podswitch-cni) or set PODSWITCH_CNI",
+        "{} not found: build it (cargo build -p {name}) or set {var}",
         bin.display()
     );
     bin
+}
+
+fn cni_binary() -> PathBuf {
+    binary("podswitch-cni", "PODSWITCH_CNI")
+}
+
+/// `podswitchctl <args> --socket <socket> -o json`, parsed.
+fn ctl_json(socket: &std::path::Path, args: &[&str]) -> anyhow::Result<Value> {
+    let out = Command::new(binary("podswitchctl", "PODSWITCHCTL"))
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .args(["-o", "json"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "podswitchctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// Runs the plugin: (success, stdout as JSON, raw output).
@@ -162,6 +182,48 @@ fn two_cni_pods_talk_through_the_daemon() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // podswitchctl sees the same thing through the daemon's dataplane: both pods, the tracked
+    // TCP connection, traffic on the pods' ports, and an allowed local route.
+    let eps = ctl_json(&socket, &["get", "endpoints", "-n", "cnie2e"])?;
+    let hosts: Vec<&str> = results
+        .iter()
+        .map(|r| r.3["interfaces"][0]["name"].as_str().unwrap_or_default())
+        .collect();
+    for (i, host) in hosts.iter().enumerate() {
+        let name = format!("pod-{i}");
+        let e = eps
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name.as_str()))
+            .ok_or_else(|| anyhow::anyhow!("{name} not listed: {eps}"))?;
+        assert_eq!(e["interface"], *host, "{e}");
+    }
+    let conns = ctl_json(&socket, &["conntrack", "list", "--address", &b])?;
+    assert!(
+        conns.as_array().is_some_and(|c| {
+            c.iter().any(|c| {
+                c["protocol"] == 6 && c["original"].as_str().unwrap_or_default().contains(&b)
+            })
+        }),
+        "no TCP connection to {b} tracked: {conns}"
+    );
+    let stats = ctl_json(&socket, &["stats"])?;
+    assert_eq!(stats["dataplane"], true, "{stats}");
+    let ports = stats["ports"].as_array().cloned().unwrap_or_default();
+    assert!(
+        ports
+            .iter()
+            .filter(|p| p["rx_packets"].as_u64() > Some(0))
+            .count()
+            >= 2,
+        "both pods' ports received: {stats}"
+    );
+    let trace = ctl_json(
+        &socket,
+        &["trace", "--src", &a, "--dst", &b, "--port", "5201"],
+    )?;
+    assert_eq!(trace["allowed"], true, "{trace}");
+    assert_eq!(trace["dst_endpoint"], "cnie2e/pod-1", "{trace}");
 
     // CHECK passes; DEL (twice) removes the port, the endpoint and the veth.
     for (cid, netns, args, r) in &results {
