@@ -207,6 +207,10 @@ fn two_cni_pods_talk_through_the_daemon() -> anyhow::Result<()> {
         }),
         "no TCP connection to {b} tracked: {conns}"
     );
+    let flushed = ctl_json(&socket, &["conntrack", "flush", "--address", &b])?;
+    assert!(flushed["flushed"].as_u64() >= Some(1), "{flushed}");
+    let left = ctl_json(&socket, &["conntrack", "list", "--address", &b])?;
+    assert_eq!(left, json!([]), "flushed entries still listed");
     let stats = ctl_json(&socket, &["stats"])?;
     assert_eq!(stats["dataplane"], true, "{stats}");
     let ports = stats["ports"].as_array().cloned().unwrap_or_default();
