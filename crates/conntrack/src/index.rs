@@ -130,7 +130,11 @@ mod tests {
         assert!(ix.remove(keys[0].0, keys[0].1));
         assert!(!ix.remove(keys[0].0, keys[0].1));
         for &(hh, c) in &keys[1..] {
-            assert_eq!(ix.find(hh, |x| x == c), Some(c), "code {c} lost by the shift");
+            assert_eq!(
+                ix.find(hh, |x| x == c),
+                Some(c),
+                "code {c} lost by the shift"
+            );
         }
         for &(hh, c) in &keys[1..] {
             assert!(ix.remove(hh, c));
@@ -150,7 +154,7 @@ mod tests {
             x ^= x << 17;
             // Few distinct homes so runs are long and shifts frequent.
             let hh = h(x & 15, x >> 60);
-            if model.len() < 64 && (x >> 8) % 3 != 0 {
+            if model.len() < 64 && !(x >> 8).is_multiple_of(3) {
                 ix.insert(hh, step);
                 model.push((hh, step));
             } else if !model.is_empty() {

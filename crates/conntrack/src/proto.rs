@@ -134,6 +134,7 @@ impl Proto {
     }
 
     /// Processes a packet; returns the outcome and whether the entry is now assured.
+    #[inline(always)]
     pub(crate) fn packet(
         &mut self,
         dir: Direction,

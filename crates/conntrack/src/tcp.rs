@@ -286,6 +286,7 @@ impl TcpConn {
     /// Processes a segment of an existing connection (`tcp_packet`). `replied` / `assured` are
     /// the entry's status before this packet; the caller sets `assured` when this returns
     /// `Accept` and [`becomes_assured`](Self::becomes_assured) held.
+    #[inline(always)]
     pub(crate) fn packet(
         &mut self,
         dir: Direction,
@@ -440,6 +441,7 @@ impl TcpConn {
 
     /// `tcp_in_window`: checks the segment against the window and updates both directions'
     /// tracking when it fits.
+    #[inline(always)]
     fn in_window(&mut self, d: usize, index: u8, t: &TcpMeta) -> bool {
         let state = self.state;
         let [s0, s1] = &mut self.seen;
