@@ -10,6 +10,32 @@
 //! plugin). The daemon's side: build a [`Controller`], give its [`StateCell`] to the workers,
 //! run a [`Server`] on the control thread.
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//! use podswitch_control::{Controller, ControllerConfig, NoDataplane, Realised, Server, ServerConfig};
+//!
+//! let mut config = ControllerConfig::example(); // the daemon fills in its RouterConfig/LocalVtep
+//! config.state_dir = Some("/var/lib/podswitch".into());
+//! let realised = Realised::new(2); // one slot per worker
+//! let controller = Controller::open(config, Arc::new(NoDataplane), Arc::clone(&realised))?;
+//! let cell = controller.cell();
+//! for w in 0..2 {
+//!     let (mut reader, realised) = (cell.reader(), Arc::clone(&realised));
+//!     std::thread::spawn(move || loop {
+//!         // Between batches: pick up a new state, hand it to the worker, report it.
+//!         if let Some(state) = reader.refresh() {
+//!             realised.report(w, state.generation());
+//!         }
+//!         # break;
+//!     });
+//! }
+//! let mut server = Server::bind(ServerConfig::default(), controller)?;
+//! let stop = server.shutdown_handle(); // e.g. from a SIGTERM handler
+//! server.run()?;
+//! # drop(stop);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Thread-safety: the controller and server belong to one control thread; `StateCell`,
 //! `Realised` and the `Dataplane` are shared. No `unsafe` (SO_PEERCRED goes through `nix`).
 
