@@ -248,9 +248,10 @@ impl Worker {
     /// Re-checks up to `max` conntrack entries against the current policy (original direction)
     /// and removes those it no longer allows; returns how many were removed. A pass lists the
     /// table once (control-path allocation) and walks it over successive calls; `set_state`
-    /// starts a new pass.
+    /// starts a new pass. Also expires up to `max` timed-out entries at `now`
+    /// ([`Table::sweep`]; not counted in the result).
     pub fn revalidate(&mut self, now: Instant, max: usize) -> usize {
-        let _ = now;
+        self.conntrack.sweep(now, max);
         if self.reval_pos >= self.reval_entries.len() {
             self.reval_entries = self.conntrack.entries(&Filter::Zone(meta::ZONE));
             self.reval_pos = 0;

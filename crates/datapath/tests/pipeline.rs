@@ -983,6 +983,13 @@ fn revalidation_removes_idle_revoked_connections_on_a_budget() {
         "the still-allowed connection stays"
     );
     assert_eq!(node.stats().revoked_connections, 2);
+    // An hour later the idle half-open connection has timed out and the pass sweeps it.
+    assert_eq!(
+        node.worker()
+            .revalidate(now.after(Duration::from_hours(1)), 1 << 20),
+        0
+    );
+    assert_eq!(node.conntrack().occupancy(), 0);
 }
 
 // ---- tshark ----------------------------------------------------------------------------------
