@@ -51,9 +51,14 @@ use crate::stats::{DropReason, GroupLabel, PortStats, Stats, Traffic};
 const NONE: u32 = u32::MAX;
 
 /// A cached decision: the actions, the conntrack entry, and the counter slots to bump.
+///
+/// Kept small (40 bytes) so a cache slot spans few cache lines at a million flows: the action
+/// list is interned per state (few distinct lists: one per output port or remote endpoint) and
+/// the entry holds its index.
 #[derive(Debug, Clone, Copy)]
 struct Cached {
-    actions: Actions,
+    /// Index into `Counters::actions` (valid for the state the entry's generation names).
+    actions: u32,
     /// The conntrack entry (`None` only for related packets, which are never cached).
     handle: Option<Handle>,
     /// Dense index of the output port (tx counters).
@@ -74,6 +79,9 @@ struct Counters {
     rules: Vec<(RuleRef, Traffic)>,
     pair_index: HashMap<(u32, u32), u32>,
     pairs: Vec<((u32, u32), Traffic)>,
+    /// Interned action lists of this state's decisions.
+    action_index: HashMap<Actions, u32>,
+    actions: Vec<Actions>,
 }
 
 impl Counters {
@@ -92,6 +100,16 @@ impl Counters {
         let i = self.rules.len() as u32;
         self.rules.push((r, Traffic::default()));
         self.rule_index.insert(r, i);
+        i
+    }
+
+    fn intern(&mut self, a: Actions) -> u32 {
+        if let Some(i) = self.action_index.get(&a) {
+            return *i;
+        }
+        let i = self.actions.len() as u32;
+        self.actions.push(a);
+        self.action_index.insert(a, i);
         i
     }
 
@@ -577,7 +595,7 @@ impl Worker {
             }
         }
         let cached = Cached {
-            actions,
+            actions: self.counters.intern(actions),
             handle,
             out_port: out_idx,
             mtu,
@@ -871,7 +889,10 @@ fn apply(
     let p = batch.packet_mut(i);
     let inner_len = p.len;
     let mut out = None;
-    for a in &c.actions {
+    let Some(actions) = counters.actions.get(c.actions as usize) else {
+        return Err(DropReason::UnknownDestination);
+    };
+    for a in actions {
         match *a {
             Action::SetMacs { src, dst } => {
                 let f = p.frame_mut();
