@@ -367,7 +367,7 @@ impl Shard {
     fn new(cap: u32) -> Shard {
         let cap_us = cap as usize;
         Shard {
-            // Two keys per entry; the index keeps its load at or below one half.
+            // Two keys per entry.
             index: Index::with_capacity(cap_us * 2),
             redirects: HashTable::with_capacity(cap_us.div_ceil(2) * 2),
             redirect_cap: cap_us.div_ceil(2),
