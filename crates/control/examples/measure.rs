@@ -98,7 +98,25 @@ fn main() {
         t.elapsed()
     );
 
-    // 1b. Eight clients at once.
+    // 1b. One client, pipelined in batches of 64 (one commit per batch).
+    c.namespace_create("pipe", Labels::new(), Some("10.64.0.0/12"), None)
+        .unwrap();
+    let t = Instant::now();
+    for chunk in 0..adds.div_ceil(64) {
+        let reqs = (chunk * 64..((chunk + 1) * 64).min(adds))
+            .map(|i| podswitch_control::Request::EndpointAdd(spec("pipe", i)))
+            .collect();
+        for r in c.call_pipelined(reqs).unwrap() {
+            r.unwrap();
+        }
+    }
+    let piped = f64::from(adds) / t.elapsed().as_secs_f64();
+    println!(
+        "endpoint_add, 1 client pipelined x64: {adds} adds in {:?} = {piped:.0}/s",
+        t.elapsed()
+    );
+
+    // 1c. Eight clients at once.
     let per = adds / 8;
     let t = Instant::now();
     let clients: Vec<_> = (0..8u32)
@@ -146,6 +164,18 @@ fn main() {
         q(0.50),
         q(0.99),
         lat[lat.len() - 1]
+    );
+    let Ok(podswitch_control::Reply::Counters(k)) = c.call(podswitch_control::Request::Counters)
+    else {
+        panic!("counters")
+    };
+    let h = &k.realisation;
+    println!(
+        "publish -> realised by both workers (server histogram, {} samples): p50 <= {:?}  p99 <= {:?}  max {} us",
+        h.samples,
+        podswitch_control::publish::quantile_bound(h, 0.5),
+        podswitch_control::publish::quantile_bound(h, 0.99),
+        h.max_us
     );
     let state_bytes = std::fs::metadata(state_dir.join("state.json")).map_or(0, |m| m.len());
     println!("state file: {state_bytes} bytes");

@@ -90,6 +90,57 @@ impl Client {
         }
     }
 
+    /// Sends every request before reading any reply (pipelining), and returns the results in
+    /// order. The server commits mutations that arrive together with one fsync, so this is the
+    /// fast way to install many objects from one client. Requests are independent: one failing
+    /// does not stop the others.
+    pub fn call_pipelined(
+        &mut self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Result<Reply, ControlError>>, ClientError> {
+        let first = self.next_id;
+        let mut bytes = Vec::new();
+        for request in requests {
+            let env = RequestEnvelope {
+                version: VERSION,
+                id: self.next_id,
+                request,
+            };
+            self.next_id += 1;
+            bytes.extend_from_slice(&frame::encode(&frame::encode_request(&env)));
+        }
+        // Write on a helper thread while reading here: with many requests both socket buffers
+        // fill, and a single thread writing everything first would deadlock with the server.
+        let mut writer = self.stream.try_clone()?;
+        let sender = std::thread::spawn(move || writer.write_all(&bytes));
+        let mut out = Vec::with_capacity((self.next_id - first) as usize);
+        let mut failure = None;
+        for id in first..self.next_id {
+            match self.recv() {
+                Ok(resp) if resp.id == Some(id) => out.push(resp.into_result()),
+                Ok(resp) => {
+                    failure = Some(ClientError::Protocol(format!(
+                        "expected the reply to request {id}, got {:?}",
+                        resp.id
+                    )));
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let sent = sender
+            .join()
+            .map_err(|_| ClientError::Protocol("writer thread panicked".into()))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        sent?;
+        Ok(out)
+    }
+
     /// Sends one request envelope.
     pub fn send(&mut self, env: &RequestEnvelope) -> Result<(), ClientError> {
         self.stream

@@ -214,3 +214,68 @@ pub fn quantile_bound(h: &Histogram, q: f64) -> Option<Duration> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Controller;
+
+    #[test]
+    fn realised_is_the_slowest_worker() {
+        let r = Realised::new(3);
+        assert_eq!(r.realised(), 0);
+        r.report(0, 5);
+        r.report(1, 7);
+        assert_eq!(r.realised(), 0);
+        r.report(2, 6);
+        assert_eq!(r.realised(), 5);
+        // Reports never go backwards; unknown workers are ignored.
+        r.report(0, 3);
+        r.report(9, 100);
+        assert_eq!(r.realised(), 5);
+        r.report(0, 8);
+        assert_eq!(r.realised(), 6);
+        assert_eq!(Realised::new(0).realised(), u64::MAX);
+    }
+
+    #[test]
+    fn latency_histogram_counts_realised_generations() {
+        let r = Realised::new(1);
+        let t0 = Instant::now();
+        r.published(1, t0);
+        r.published(2, t0);
+        r.report(0, 1);
+        r.observe(t0 + Duration::from_micros(300));
+        let h = r.histogram();
+        assert_eq!((h.samples, h.max_us), (1, 300));
+        assert_eq!(h.counts[2], 1, "300 µs falls in the (250, 500] bucket");
+        r.report(0, 2);
+        r.observe(t0 + Duration::from_secs(2));
+        let h = r.histogram();
+        assert_eq!(h.samples, 2);
+        assert_eq!(*h.counts.last().unwrap(), 1, "overflow bucket");
+        assert_eq!(quantile_bound(&h, 0.5), Some(Duration::from_micros(500)));
+        assert_eq!(quantile_bound(&h, 1.0), None);
+        assert_eq!(quantile_bound(&Histogram::default(), 0.5), None);
+    }
+
+    #[test]
+    fn reader_sees_each_new_state_once() {
+        let mut c = Controller::in_memory(None).unwrap();
+        let cell = c.cell();
+        let mut reader = cell.reader();
+        assert_eq!(reader.refresh().map(|s| s.generation()), Some(0));
+        assert!(reader.refresh().is_none());
+        c.handle(crate::Request::NamespaceCreate {
+            name: "a".into(),
+            labels: crate::proto::Labels::new(),
+            subnet_v4: None,
+            subnet_v6: None,
+        })
+        .unwrap();
+        assert_eq!(cell.generation(), 1);
+        assert_eq!(reader.refresh().map(|s| s.generation()), Some(1));
+        assert!(reader.refresh().is_none());
+        assert_eq!(cell.load().generation(), 1);
+    }
+}

@@ -16,6 +16,8 @@
 //! All mutations read in one loop iteration are committed together (one fsync).
 //!
 //! Shutdown: the loop exits, the socket file is removed; open connections are dropped.
+//! Writes to a peer that went away rely on SIGPIPE being ignored (Rust binaries' default) and
+//! come back as `EPIPE`, which closes that connection only.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -429,6 +431,9 @@ impl Server {
     /// One pass: read, decode, handle (one commit), resolve waits, write, sweep.
     fn turn(&mut self) {
         let now = Instant::now();
+        // First record realisations the workers' wake-up announced, before this turn's commit
+        // (an fsync) would inflate the measured latency.
+        self.controller.realised().observe(now);
         let max_output = self.config.max_output;
         let max_frame = self.config.max_frame;
         // Read what the edges announced, within each connection's budget.

@@ -419,6 +419,31 @@ fn stuck_and_idle_clients_do_not_block_others() {
 }
 
 #[test]
+fn pipelined_requests_are_answered_in_order() {
+    let r = start(0, |_| {});
+    let mut c = client(&r);
+    c.namespace_create("p", Labels::new(), Some("10.9.0.0/16"), None)
+        .unwrap();
+    let mut reqs: Vec<Request> = (0..300u16)
+        .map(|i| Request::EndpointAdd(spec("p", &format!("e{i}"), i)))
+        .collect();
+    reqs.insert(100, Request::EndpointAdd(spec("p", "e5", 999))); // duplicate name
+    reqs.push(Request::Health);
+    let out = c.call_pipelined(reqs).unwrap();
+    assert_eq!(out.len(), 302);
+    assert_eq!(out[100].as_ref().unwrap_err().code, ErrorCode::Conflict);
+    let gens: Vec<u64> = out[..301]
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(Reply::generation))
+        .collect();
+    assert_eq!(gens, (2..=301).collect::<Vec<_>>());
+    let Ok(Reply::Health(h)) = &out[301] else {
+        panic!()
+    };
+    assert_eq!((h.generation, h.endpoints), (301, 300));
+}
+
+#[test]
 fn connection_limit() {
     let r = start(0, |c| c.max_connections = 2);
     let mut a = client(&r);
