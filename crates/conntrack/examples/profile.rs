@@ -1,6 +1,6 @@
 //! A small measurement binary for instruction and cache profiles of the table's packet path
 //! (the criterion bench measures wall time, which a shared machine makes noisy). Usage:
-//! `profile <lookup|update|new> <entries> <ops>`; the work to measure runs in the
+//! `profile <lookup|update|new|tables> <entries> <ops> [passes]`; the work to measure runs in the
 //! `measure_*` functions, so `valgrind --tool=callgrind --toggle-collect='profile::measure_*'`
 //! counts only it. Mirrors `benches/benches/conntrack.rs` (same tuples, scattered order).
 
@@ -127,13 +127,36 @@ fn measure_new(t: &Table, syns: &[PacketMeta]) -> Vec<Handle> {
     hs
 }
 
+/// Creates `n` tables of the fuzz target's shape (a table per fuzz input).
+#[inline(never)]
+fn measure_tables(n: usize) -> u32 {
+    let mut cap = 0;
+    for _ in 0..n {
+        let t = Table::new(&Config {
+            max_entries: 48,
+            shards: 4,
+            zone_limits: vec![(1, 8)],
+            ..Config::default()
+        });
+        cap += black_box(&t).capacity();
+    }
+    cap
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("lookup", String::as_str);
     let n: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let ops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let start = std::time::Instant::now();
-    if mode == "new" {
+    if mode == "tables" {
+        let cpu = cpu_ns();
+        black_box(measure_tables(ops));
+        println!(
+            "tables: {:.1} us per Table::new + drop (cpu)",
+            (cpu_ns() - cpu) as f64 / ops as f64 / 1000.0
+        );
+    } else if mode == "new" {
         let t = Table::new(&Config {
             max_entries: 4 * 10_000,
             shards: 256,
