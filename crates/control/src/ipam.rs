@@ -306,4 +306,43 @@ mod tests {
                 .is_host(ip("fd00:7::1"))
         );
     }
+
+    proptest::proptest! {
+        /// Random allocate/release sequences against a set model: an address is never handed
+        /// out while held, never a reserved one, and allocation fails only when every host
+        /// address is held.
+        #[test]
+        fn allocation_matches_a_set_model(
+            v6 in proptest::bool::ANY,
+            prefix_extra in 0u8..4,
+            ops in proptest::collection::vec((proptest::bool::ANY, 0usize..64), 1..200),
+        ) {
+            let subnet = if v6 {
+                Subnet::parse(&format!("fd00:9::/{}", 123 + prefix_extra)).unwrap()
+            } else {
+                Subnet::parse(&format!("10.9.0.0/{}", 27 + prefix_extra)).unwrap()
+            };
+            // 5 host bits at the shortest prefix (/27, /123): network, gateway and last are reserved.
+            let hosts = (1u32 << (5 - prefix_extra)) - 3;
+            let mut p = Pool::new(subnet);
+            let mut held: Vec<IpAddr> = Vec::new();
+            for (alloc, pick) in ops {
+                if alloc || held.is_empty() {
+                    match p.next_free(|_| false) {
+                        Some(a) => {
+                            proptest::prop_assert!(subnet.is_host(a));
+                            proptest::prop_assert!(!held.contains(&a));
+                            p.reserve(a, "ns/x", true);
+                            held.push(a);
+                        }
+                        None => proptest::prop_assert_eq!(held.len() as u32, hosts),
+                    }
+                } else {
+                    let a = held.swap_remove(pick % held.len());
+                    proptest::prop_assert!(p.release(a));
+                }
+                proptest::prop_assert_eq!(p.allocated.len(), held.len());
+            }
+        }
+    }
 }
