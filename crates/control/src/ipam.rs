@@ -328,14 +328,13 @@ mod tests {
             let mut held: Vec<IpAddr> = Vec::new();
             for (alloc, pick) in ops {
                 if alloc || held.is_empty() {
-                    match p.next_free(|_| false) {
-                        Some(a) => {
-                            proptest::prop_assert!(subnet.is_host(a));
-                            proptest::prop_assert!(!held.contains(&a));
-                            p.reserve(a, "ns/x", true);
-                            held.push(a);
-                        }
-                        None => proptest::prop_assert_eq!(held.len() as u32, hosts),
+                    if let Some(a) = p.next_free(|_| false) {
+                        proptest::prop_assert!(subnet.is_host(a));
+                        proptest::prop_assert!(!held.contains(&a));
+                        p.reserve(a, "ns/x", true);
+                        held.push(a);
+                    } else {
+                        proptest::prop_assert_eq!(held.len() as u32, hosts);
                     }
                 } else {
                     let a = held.swap_remove(pick % held.len());
