@@ -1,7 +1,9 @@
 //! Runs N batches of 32 established local TCP frames (64 bytes) through one worker, for
 //! `perf stat` cycle counts independent of machine load: cycles/packet =
 //! (cycles(N) − cycles(0)) / (32 N). Usage: `pps <batches> [local|encap|new]`; `new` sends a SYN
-//! of a new connection in every frame (slow path; the table is flushed every 8192 batches).
+//! of a new connection in every frame (slow path; the table is flushed every 8192 batches);
+//! `pps <batches> flows <n>` spreads established frames over `n` flows (16 clients, mid-stream
+//! pickup) in a scattered order.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -24,6 +26,13 @@ fn main() {
     let remote = mode == "encap";
     if mode == "new" {
         return new_connections(n);
+    }
+    if mode == "flows" {
+        let flows = args
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1_000_000);
+        return many_flows(n, flows);
     }
     let ip = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a10_0000 | i));
     let mac = |i: u8| Address([0x0a, 0, 0, 0, 0, i]);
@@ -140,5 +149,76 @@ fn new_connections(n: usize) {
             .values()
             .map(podswitch_datapath::PortStats::drops_total)
             .sum::<u64>()
+    );
+}
+
+fn many_flows(n: usize, flows: u32) {
+    const CLIENTS: u32 = 16;
+    let ip = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a10_0000 | i));
+    let mac = |i: u32| Address([0x0a, 0, 0, 0, 0, i as u8]);
+    let mut b = TestNode::builder()
+        .pod(Pod::new("b", "s", 100, mac(100), &[ip(100)]))
+        .conntrack(podswitch_conntrack::Config {
+            max_entries: (flows + flows / 2).max(1024),
+            shards: 256,
+            tcp_loose: true,
+            ..podswitch_conntrack::Config::default()
+        })
+        .cache_capacity((flows as usize * 2).max(1024));
+    for c in 1..=CLIENTS {
+        b = b.pod(Pod::new("a", &format!("c{c}"), c, mac(c), &[ip(c)]));
+    }
+    let mut node = b.build().expect("node");
+    let now = Instant::from_secs(5);
+    let mut frames: Vec<(u32, Vec<u8>)> = (0..flows)
+        .map(|k| {
+            let c = 1 + k % CLIENTS;
+            let mut f = IpFrame::tcp(
+                mac(c),
+                ROUTER_MAC,
+                ip(c),
+                ip(100),
+                1024 + (k / CLIENTS) as u16,
+                80,
+                tcp_flags::ACK,
+                101,
+                901,
+            )
+            .build();
+            f.resize(64, 0);
+            (c, f)
+        })
+        .collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..frames.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        frames.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let mut batch = Batch::new();
+    for chunk in frames.chunks(32) {
+        batch.clear();
+        for (p, f) in chunk {
+            batch.push(*p, f);
+        }
+        node.worker().process(&mut batch, now);
+    }
+    let setup = node.stats().cache_hits;
+    let t = std::time::Instant::now();
+    let mut at = 0;
+    for _ in 0..n {
+        batch.clear();
+        for _ in 0..32 {
+            let (p, f) = &frames[at];
+            at = if at + 1 == frames.len() { 0 } else { at + 1 };
+            batch.push(*p, f);
+        }
+        node.worker().process(black_box(&mut batch), now);
+    }
+    let wall = t.elapsed();
+    println!(
+        "flows {flows}: hits {} in {wall:?} wall",
+        node.stats().cache_hits - setup
     );
 }
