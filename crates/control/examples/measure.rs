@@ -179,6 +179,46 @@ fn main() {
     );
     let state_bytes = std::fs::metadata(state_dir.join("state.json")).map_or(0, |m| m.len());
     println!("state file: {state_bytes} bytes");
+    // 3. CPU cost of one commit's parts with this much state, in memory (no disk).
+    let mut mem = Controller::in_memory(None).unwrap();
+    mem.handle(podswitch_control::Request::NamespaceCreate {
+        name: "bench".into(),
+        labels: Labels::new(),
+        subnet_v4: Some(podswitch_control::Subnet::parse("10.0.0.0/12").unwrap()),
+        subnet_v6: None,
+    })
+    .unwrap();
+    for i in 0..3 * adds {
+        mem.handle(podswitch_control::Request::EndpointAdd(spec("bench", i)))
+            .unwrap();
+    }
+    let text: Vec<String> = (0..1000).map(|i| policy("bench", i, 0)).collect();
+    mem.handle(podswitch_control::Request::PolicyApply {
+        text: text.join("---\n"),
+    })
+    .unwrap();
+    let t = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..20 {
+        bytes = podswitch_control::store::encode(mem.desired())
+            .unwrap()
+            .len();
+    }
+    println!(
+        "encode desired state ({bytes} bytes): {:?}",
+        t.elapsed() / 20
+    );
+    let t = Instant::now();
+    for s in 0..50 {
+        mem.handle(podswitch_control::Request::PolicyApply {
+            text: policy("bench", s, s + 1),
+        })
+        .unwrap();
+    }
+    println!(
+        "policy apply in memory (validate, engine, build State, publish): {:?}",
+        t.elapsed() / 50
+    );
     done.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();

@@ -39,7 +39,7 @@ use crate::proto::{
     NamespaceInfo, PolicyInfo, PolicyStep, RemoteSpec, Reply, Request, TraceReport, VtepSpec,
 };
 use crate::publish::{Realised, StateCell};
-use crate::store::Store;
+use crate::store::{Dirty, Store};
 
 /// Largest VNI (24 bits, RFC 7348 §5).
 const MAX_VNI: u32 = (1 << 24) - 1;
@@ -423,8 +423,23 @@ impl Controller {
         if self.journal.is_empty() && self.ops.is_empty() {
             return Ok(());
         }
-        if let Some(store) = &self.store
-            && let Err(e) = store.save(&self.desired)
+        let dirty: Vec<Dirty> = self
+            .journal
+            .iter()
+            .filter_map(|u| match u {
+                Undo::Generation(_) => None,
+                Undo::Namespace(k, _) => Some(Dirty::Namespace(k.clone())),
+                Undo::Reserve { ns, .. } | Undo::Release { ns, .. } => {
+                    Some(Dirty::Namespace(ns.clone()))
+                }
+                Undo::Endpoint(k, _) => Some(Dirty::Endpoint(k.clone())),
+                Undo::Remote(k, _) => Some(Dirty::Remote(k.clone())),
+                Undo::Policy(k, _) => Some(Dirty::Policy(k.clone())),
+                Undo::Vtep(k, _) => Some(Dirty::Vtep(*k)),
+            })
+            .collect();
+        if let Some(store) = &mut self.store
+            && let Err(e) = store.save_incremental(&self.desired, dirty)
         {
             tracing::error!(error = %e, "persisting desired state failed; changes undone");
             self.undo_to(0);

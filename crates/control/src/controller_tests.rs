@@ -1012,6 +1012,9 @@ fn persist_failure_changes_nothing() {
         panic!()
     };
     assert_eq!((generation, ips), (2, vec![ip("10.1.0.2")]));
+    // The fragment cache was dropped with the failed save: the file is exactly the state.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.load().unwrap().as_ref(), Some(c.desired()));
 }
 
 #[test]
@@ -1043,4 +1046,89 @@ fn store_rejects_unknown_format_and_garbage() {
     );
     store.save(&d).unwrap();
     assert_eq!(store.load().unwrap(), Some(d));
+}
+
+#[test]
+fn incremental_store_matches_desired_after_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ControllerConfig::example();
+    cfg.state_dir = Some(dir.path().to_owned());
+    let mut c = Controller::open(cfg, Arc::new(dataplane::NoDataplane), Realised::new(0)).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut reqs = vec![
+        Request::NamespaceCreate {
+            name: "prod".into(),
+            labels: Labels::new(),
+            subnet_v4: Some(Subnet::parse("10.1.0.0/24").unwrap()),
+            subnet_v6: None,
+        },
+        Request::NamespaceCreate {
+            name: "dev".into(),
+            labels: Labels::new(),
+            subnet_v4: Some(Subnet::parse("10.2.0.0/24").unwrap()),
+            subnet_v6: None,
+        },
+        Request::EndpointAdd(spec("prod", "web", 1)),
+        Request::EndpointAdd(spec("dev", "api", 2)),
+        Request::PolicyApply {
+            text: POLICY.into(),
+        },
+        Request::VtepAdd(vtep(2, 8, 100)),
+        Request::RemoteAdd(RemoteSpec {
+            namespace: "dev".into(),
+            name: "vm".into(),
+            kind: Kind::Vm,
+            vtep: 2,
+            mac: Mac([2, 0, 0, 0, 8, 3]),
+            ips: vec![ip("172.16.1.1")],
+            labels: Labels::new(),
+            ports: vec![],
+        }),
+        Request::EndpointLabel {
+            namespace: "dev".into(),
+            name: "vm".into(),
+            labels: [("app".to_owned(), "x".to_owned())].into(),
+        },
+        Request::NamespaceLabel {
+            name: "prod".into(),
+            labels: [("env".to_owned(), "p".to_owned())].into(),
+        },
+        Request::EndpointDelete {
+            namespace: "prod".into(),
+            name: "web".into(),
+        },
+        Request::PolicyApply {
+            text: POLICY.replace("5432", "5433"),
+        },
+        Request::RemoteDelete {
+            namespace: "dev".into(),
+            name: "vm".into(),
+        },
+        Request::VtepDelete { id: 2 },
+        Request::NamespaceDelete {
+            name: "prod".into(),
+        },
+    ];
+    // Some that fail in between.
+    reqs.insert(3, Request::EndpointAdd(spec("prod", "web", 9)));
+    reqs.insert(7, Request::VtepDelete { id: 7 });
+    let mut failed = 0;
+    for r in reqs {
+        if c.handle(r).is_err() {
+            failed += 1;
+        }
+        assert_eq!(store.load().unwrap().as_ref(), Some(c.desired()));
+    }
+    assert_eq!(failed, 2);
+    // Batches, too: several entries dirty in one commit.
+    let out = c.handle_batch(vec![
+        Request::EndpointAdd(spec("dev", "a", 3)),
+        Request::EndpointAdd(spec("dev", "b", 4)),
+        Request::EndpointDelete {
+            namespace: "dev".into(),
+            name: "a".into(),
+        },
+    ]);
+    assert!(out.iter().all(Result::is_ok));
+    assert_eq!(store.load().unwrap().as_ref(), Some(c.desired()));
 }

@@ -4,11 +4,16 @@
 //! without the directory fsync a crash may forget it). A crash at any point leaves either the old
 //! or the new file, never a torn one; a leftover temp file is ignored and overwritten.
 //!
+//! Encoding a large state is the expensive part of a commit, so [`Store::save_incremental`]
+//! re-serialises only the entries a commit changed and reuses the others' JSON.
+//!
 //! The file is versioned (`{"format": 1, "state": {...}}`); an unknown format is an error rather
 //! than a guess. One `Store` per directory and process (no locking against a second writer: the
 //! daemon holds the socket, which is the lock). Does blocking file I/O.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
+use std::hash::Hash;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -48,10 +53,99 @@ struct FileOwned {
     state: DesiredState,
 }
 
+/// An entry of the desired state changed since the last save.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dirty {
+    Namespace(String),
+    Endpoint(String),
+    Remote(String),
+    Policy(String),
+    Vtep(u32),
+}
+
+/// Serialised entries of the last save, by section and key.
+#[derive(Debug, Clone, Default)]
+struct Fragments {
+    namespaces: HashMap<String, String>,
+    endpoints: HashMap<String, String>,
+    remotes: HashMap<String, String>,
+    policies: HashMap<String, String>,
+    vteps: HashMap<u32, String>,
+}
+
+fn section<K: Ord + Clone + Hash + Eq, V: Serialize>(
+    out: &mut Vec<u8>,
+    name: &str,
+    map: &BTreeMap<K, V>,
+    cache: &mut HashMap<K, String>,
+    key_json: impl Fn(&K) -> String,
+) -> Result<(), String> {
+    out.extend_from_slice(format!(",\"{name}\":{{").as_bytes());
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key_json(k).as_bytes());
+        out.push(b':');
+        if let Some(f) = cache.get(k) {
+            out.extend_from_slice(f.as_bytes());
+        } else {
+            let f = serde_json::to_string(v).map_err(|e| e.to_string())?;
+            out.extend_from_slice(f.as_bytes());
+            cache.insert(k.clone(), f);
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+impl Fragments {
+    /// The same document as [`encode`], from cached fragments where present.
+    fn encode(&mut self, d: &DesiredState) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.extend_from_slice(
+            format!(
+                "{{\"format\":{FORMAT},\"state\":{{\"generation\":{}",
+                d.generation
+            )
+            .as_bytes(),
+        );
+        let quoted = |k: &String| serde_json::to_string(k).unwrap_or_default();
+        section(
+            &mut out,
+            "namespaces",
+            &d.namespaces,
+            &mut self.namespaces,
+            quoted,
+        )?;
+        section(
+            &mut out,
+            "endpoints",
+            &d.endpoints,
+            &mut self.endpoints,
+            quoted,
+        )?;
+        section(&mut out, "remotes", &d.remotes, &mut self.remotes, quoted)?;
+        section(
+            &mut out,
+            "policies",
+            &d.policies,
+            &mut self.policies,
+            quoted,
+        )?;
+        section(&mut out, "vteps", &d.vteps, &mut self.vteps, |k| {
+            format!("\"{k}\"")
+        })?;
+        out.extend_from_slice(b"}}");
+        Ok(out)
+    }
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    fragments: Fragments,
 }
 
 impl Store {
@@ -62,7 +156,10 @@ impl Store {
             path: dir.clone(),
             source,
         })?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            fragments: Fragments::default(),
+        })
     }
 
     /// The directory.
@@ -86,12 +183,53 @@ impl Store {
         decode(&bytes, &path).map(Some)
     }
 
-    /// Saves `state` atomically and durably (see the module docs).
+    /// Saves `state` atomically and durably (see the module docs), serialising all of it.
     pub fn save(&self, state: &DesiredState) -> Result<(), StoreError> {
         let body = encode(state).map_err(|message| StoreError::Corrupt {
             path: self.path(),
             message,
         })?;
+        self.save_bytes(&body)
+    }
+
+    /// Saves `state` like [`Store::save`], re-serialising only the entries named in `dirty`
+    /// (and entries never serialised before); the others come from the previous save's
+    /// fragments. The caller must name every entry changed since the last successful save and
+    /// call [`Store::invalidate`] after a failed one.
+    pub fn save_incremental(
+        &mut self,
+        state: &DesiredState,
+        dirty: impl IntoIterator<Item = Dirty>,
+    ) -> Result<(), StoreError> {
+        for d in dirty {
+            match d {
+                Dirty::Namespace(k) => self.fragments.namespaces.remove(&k),
+                Dirty::Endpoint(k) => self.fragments.endpoints.remove(&k),
+                Dirty::Remote(k) => self.fragments.remotes.remove(&k),
+                Dirty::Policy(k) => self.fragments.policies.remove(&k),
+                Dirty::Vtep(k) => self.fragments.vteps.remove(&k),
+            };
+        }
+        let body = self
+            .fragments
+            .encode(state)
+            .map_err(|message| StoreError::Corrupt {
+                path: self.path(),
+                message,
+            })?;
+        let r = self.save_bytes(&body);
+        if r.is_err() {
+            self.invalidate();
+        }
+        r
+    }
+
+    /// Forgets every cached fragment (the next save serialises everything).
+    pub fn invalidate(&mut self) {
+        self.fragments = Fragments::default();
+    }
+
+    fn save_bytes(&self, body: &[u8]) -> Result<(), StoreError> {
         let tmp = self.dir.join(TEMP);
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -103,7 +241,7 @@ impl Store {
             .truncate(true)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        f.write_all(&body).map_err(io(&tmp))?;
+        f.write_all(body).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         drop(f);
         let path = self.path();
