@@ -554,6 +554,13 @@ impl Controller {
             snap,
             Arc::clone(&self.overlay),
         );
+        // Every namespace subnet's gateway (its first host, handed to pods as their default
+        // route by IPAM) is answered by the router like the node's own gateway.
+        for ns in self.desired.namespaces.values() {
+            for pool in [&ns.v4, &ns.v6].into_iter().flatten() {
+                b.subnet_gateway(pool.subnet.gateway());
+            }
+        }
         for e in self.desired.endpoints.values() {
             b.local(LocalEndpoint {
                 port: e.port,

@@ -121,6 +121,9 @@ pub struct State {
     /// Namespace → group index; `groups[i]` names group `i`, the last one is External.
     pub(crate) group_ids: HashMap<String, u32>,
     pub(crate) groups: Vec<GroupLabel>,
+    /// Gateway addresses of the namespaces' subnets besides the router's own (a pod's default
+    /// route points at its subnet's first host); ARP/ND for them is answered with the router MAC.
+    pub(crate) subnet_gateways: Box<[IpAddr]>,
 }
 
 impl State {
@@ -179,6 +182,9 @@ impl State {
     }
 
     pub(crate) fn is_gateway(&self, addr: IpAddr) -> bool {
+        if self.subnet_gateways.contains(&addr) {
+            return true;
+        }
         match addr {
             IpAddr::V4(a) => self.router.gateway_v4 == Some(a),
             IpAddr::V6(a) => self.router.gateway_v6 == Some(a),
@@ -202,6 +208,7 @@ pub struct StateBuilder {
     policy: Arc<Snapshot>,
     overlay: Arc<Overlay>,
     locals: Vec<LocalEndpoint>,
+    subnet_gateways: Vec<IpAddr>,
 }
 
 impl StateBuilder {
@@ -218,7 +225,19 @@ impl StateBuilder {
             policy,
             overlay,
             locals: Vec::new(),
+            subnet_gateways: Vec::new(),
         }
+    }
+
+    /// Adds the gateway address of a namespace subnet (its first host): the router answers
+    /// ARP/ND for it with the router MAC and treats packets to it as addressed to the router,
+    /// as it does for `RouterConfig::gateway_v4`/`gateway_v6`. Pods of every namespace can then
+    /// use their own subnet's gateway as their default route.
+    pub fn subnet_gateway(&mut self, addr: IpAddr) -> &mut Self {
+        if !self.subnet_gateways.contains(&addr) {
+            self.subnet_gateways.push(addr);
+        }
+        self
     }
 
     /// Adds a local endpoint.
@@ -306,6 +325,7 @@ impl StateBuilder {
             routes,
             group_ids,
             groups,
+            subnet_gateways: self.subnet_gateways.clone().into_boxed_slice(),
         })
     }
 }

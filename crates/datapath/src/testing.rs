@@ -170,6 +170,7 @@ pub struct TestNodeBuilder {
     yaml: Vec<String>,
     cache_capacity: usize,
     conntrack: CtConfig,
+    subnet_gateways: Vec<IpAddr>,
 }
 
 impl Default for TestNodeBuilder {
@@ -210,6 +211,7 @@ impl TestNodeBuilder {
             },
             local_vtep: LocalVtep::new(IpAddr::V4(LOCAL_VTEP), LOCAL_VTEP_MAC, 1550, &[VNI]),
             namespaces: Vec::new(),
+            subnet_gateways: Vec::new(),
             pods: Vec::new(),
             vteps: Vec::new(),
             remotes: Vec::new(),
@@ -227,6 +229,13 @@ impl TestNodeBuilder {
     #[must_use]
     pub fn router(mut self, r: RouterConfig) -> Self {
         self.router = r;
+        self
+    }
+
+    /// Adds a namespace subnet's gateway address (answered like the router's own gateway).
+    #[must_use]
+    pub fn subnet_gateway(mut self, addr: IpAddr) -> Self {
+        self.subnet_gateways.push(addr);
         self
     }
 
@@ -334,13 +343,15 @@ impl TestNodeBuilder {
             .collect();
         let conntrack = Arc::new(Table::new(&self.conntrack));
         let overlay = Arc::new(overlay);
-        let state = Self::state(1, self.router, &mut engine, &overlay, &locals)?;
+        let gateways = self.subnet_gateways;
+        let state = Self::state(1, self.router, &mut engine, &overlay, &locals, &gateways)?;
         let worker = Worker::new(Arc::new(state), Arc::clone(&conntrack), self.cache_capacity)?;
         Ok(TestNode {
             engine,
             overlay,
             router: self.router,
             locals,
+            subnet_gateways: gateways,
             generation: 1,
             conntrack,
             worker,
@@ -355,10 +366,14 @@ impl TestNodeBuilder {
         engine: &mut PolicyEngine,
         overlay: &Arc<Overlay>,
         locals: &[LocalEndpoint],
+        subnet_gateways: &[IpAddr],
     ) -> Result<State, StateError> {
         let mut b = StateBuilder::new(generation, router, engine.commit(), Arc::clone(overlay));
         for l in locals {
             b.local(l.clone());
+        }
+        for g in subnet_gateways {
+            b.subnet_gateway(*g);
         }
         b.build()
     }
@@ -371,6 +386,7 @@ pub struct TestNode {
     overlay: Arc<Overlay>,
     router: RouterConfig,
     locals: Vec<LocalEndpoint>,
+    subnet_gateways: Vec<IpAddr>,
     generation: u64,
     conntrack: Arc<Table>,
     worker: Worker,
@@ -440,6 +456,7 @@ impl TestNode {
             &mut self.engine,
             &self.overlay,
             &self.locals,
+            &self.subnet_gateways,
         )?;
         self.worker.set_state(Arc::new(st));
         Ok(())

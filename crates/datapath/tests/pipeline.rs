@@ -327,6 +327,37 @@ fn arp_for_gateway_local_and_remote_endpoints_is_answered_with_the_router_mac() 
     assert_eq!(node.stats().neighbor_replies, 3);
 }
 
+/// Each namespace owns a subnet whose first host is its pods' default gateway (IPAM hands it to
+/// the CNI plugin); the router answers ARP for those gateways too, and only for declared ones.
+#[test]
+fn arp_for_a_namespace_subnet_gateway_is_answered_once_declared() {
+    let subnet_gw = Ipv4Addr::new(10, 0, 7, 1);
+    let sender = Ipv4Addr::new(10, 0, 0, 11);
+    let request = frames::arp_request(A1_MAC, sender, subnet_gw);
+
+    let mut plain = node();
+    assert!(plain.inject(A1, &request, t0()).is_empty());
+    assert_eq!(dropped(&plain), DropReason::ArpUnknownTarget);
+
+    let mut node = TestNode::builder()
+        .namespace("a", &[])
+        .pod(Pod::new("a", "a1", A1, A1_MAC, &[a1()]))
+        .subnet_gateway(IpAddr::V4(subnet_gw))
+        .build()
+        .expect("node");
+    let out = node.inject(A1, &request, t0());
+    assert_eq!(node.disposition(), Disposition::Consumed);
+    assert_eq!(out.len(), 1);
+    let h = PacketHeaders::from_ethernet_slice(&out[0].1).expect("etherparse");
+    let Some(NetHeaders::Arp(arp)) = &h.net else {
+        panic!("not ARP: {:?}", h.net)
+    };
+    let arp = arp.try_eth_ipv4().expect("Ethernet/IPv4 ARP");
+    assert_eq!(arp.operation, etherparse::ArpOperation::REPLY);
+    assert_eq!(arp.sender_mac, ROUTER_MAC.0);
+    assert_eq!(arp.sender_ipv4, subnet_gw.octets());
+}
+
 #[test]
 fn arp_for_unknown_or_spoofed_senders_is_dropped_and_counted() {
     let mut node = node();
