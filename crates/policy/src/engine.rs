@@ -10,7 +10,9 @@
 //! old and new pod selectors hold. [`PolicyEngine::commit`] rebuilds the views of touched endpoints
 //! and publishes a new generation; unchanged views are shared (`Arc`) with earlier snapshots. The
 //! per-endpoint pointer tables are copied on write, so a commit also costs one pointer copy per
-//! endpoint (no recomputation); a chunked table would remove that if it ever matters.
+//! endpoint (no recomputation); a chunked table would remove that if it ever matters. The address
+//! table that verdicts probe (`addr`) carries each endpoint's verdict data inline and is chunked:
+//! a commit rewrites the slots of rebuilt endpoints and copies only the chunks holding them.
 //!
 //! Thread-safety: the engine is single-writer (`&mut self`); a [`Snapshot`] is immutable and
 //! `Send + Sync`, handed to workers as `Arc<Snapshot>` and read without locks.
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use hashbrown::{HashMap, HashSet};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
+use crate::addr::AddrTable;
 use crate::cidr::CidrTable;
 use crate::error::{EngineError, PolicyError};
 use crate::hot::{self, HotEndpoint};
@@ -284,7 +287,8 @@ impl Stats {
 pub struct Snapshot {
     pub(crate) generation: u64,
     pub(crate) endpoints: Arc<Vec<Option<Arc<EndpointView>>>>,
-    pub(crate) by_addr: Arc<HashMap<IpAddr, EndpointId>>,
+    /// Address → endpoint with its verdict data inline (see `addr`).
+    pub(crate) addrs: Arc<AddrTable>,
     pub(crate) by_name: Arc<HashMap<(String, String), EndpointId>>,
     pub(crate) policies: Arc<Vec<Option<Arc<CompiledPolicy>>>>,
     /// Verdict-path encodings, indexed like `endpoints` / `policies` (see `hot`).
@@ -304,7 +308,15 @@ impl Snapshot {
     /// The endpoint owning `addr`.
     #[inline]
     pub fn endpoint_by_addr(&self, addr: IpAddr) -> Option<EndpointId> {
-        self.by_addr.get(&addr).copied()
+        self.addrs.get(addr).map(|(id, _)| id)
+    }
+
+    /// The endpoint owning `addr` and its verdict data: one probe of the address table, whose
+    /// slot holds the data inline unless it overflowed.
+    #[inline(always)]
+    fn lookup(&self, addr: IpAddr) -> Option<(EndpointId, HotEndpoint<'_>)> {
+        let (id, inline) = self.addrs.get(addr)?;
+        Some((id, inline.or_else(|| self.hot(id))?))
     }
 
     /// The endpoint `namespace/name`.
@@ -362,8 +374,8 @@ impl Snapshot {
     /// enforced. No allocation; cost O(rules of the policies selecting either endpoint).
     #[inline]
     pub fn verdict(&self, src: IpAddr, dst: IpAddr, protocol: Protocol, port: u16) -> Verdict {
-        let s = self.endpoint_by_addr(src);
-        let d = self.endpoint_by_addr(dst);
+        let s = self.lookup(src);
+        let d = self.lookup(dst);
         self.decide(s, Some(src), d, Some(dst), protocol, port)
     }
 
@@ -377,49 +389,60 @@ impl Snapshot {
     ) -> Verdict {
         let sa = self.view(src).and_then(|v| v.addr);
         let da = self.view(dst).and_then(|v| v.addr);
-        self.decide(Some(src), sa, Some(dst), da, protocol, port)
+        if src == dst {
+            return Verdict {
+                egress: Decision::SameEndpoint,
+                ingress: Decision::SameEndpoint,
+            };
+        }
+        let s = self.hot(src).map(|h| (src, h));
+        let d = self.hot(dst).map(|h| (dst, h));
+        self.decide(s, sa, d, da, protocol, port)
     }
 
     #[inline]
     fn decide(
         &self,
-        s: Option<EndpointId>,
+        s: Option<(EndpointId, HotEndpoint<'_>)>,
         src_addr: Option<IpAddr>,
-        d: Option<EndpointId>,
+        d: Option<(EndpointId, HotEndpoint<'_>)>,
         dst_addr: Option<IpAddr>,
         protocol: Protocol,
         port: u16,
     ) -> Verdict {
+        let (s, sh) = s.map_or((None, None), |(id, h)| (Some(id), Some(h)));
+        let (d, dh) = d.map_or((None, None), |(id, h)| (Some(id), Some(h)));
         if s.is_some() && s == d {
             return Verdict {
                 egress: Decision::SameEndpoint,
                 ingress: Decision::SameEndpoint,
             };
         }
-        let sh = s.and_then(|id| self.hot(id));
-        let dh = d.and_then(|id| self.hot(id));
-        let dst_named = dh.map_or(&[][..], |h| h.named);
         let proto = protocol.ip_number();
+        // Fast path: a side no policy isolates needs neither the peer's groups nor the named
+        // ports, so only isolated sides pay for the rule walk.
         let egress = match sh {
             None => Decision::NotAnEndpoint,
+            Some(h) if h.egress().is_empty() => Decision::NotIsolated,
             Some(h) => self.side(
-                h.egress,
+                h.egress(),
                 Direction::Egress,
-                dh.unwrap_or(HotEndpoint::EMPTY).groups,
+                dh.unwrap_or(HotEndpoint::EMPTY).groups(),
                 dst_addr,
-                dst_named,
+                dh.unwrap_or(HotEndpoint::EMPTY).named(),
                 proto,
                 port,
             ),
         };
         let ingress = match dh {
             None => Decision::NotAnEndpoint,
+            Some(h) if h.ingress().is_empty() => Decision::NotIsolated,
             Some(h) => self.side(
-                h.ingress,
+                h.ingress(),
                 Direction::Ingress,
-                sh.unwrap_or(HotEndpoint::EMPTY).groups,
+                sh.unwrap_or(HotEndpoint::EMPTY).groups(),
                 src_addr,
-                dst_named,
+                h.named(),
                 proto,
                 port,
             ),
@@ -486,7 +509,7 @@ impl Snapshot {
             generation: self.generation,
             namespaces: self.namespaces,
             groups: self.groups,
-            addresses: self.by_addr.len(),
+            addresses: self.addrs.len(),
             ..Stats::default()
         };
         for v in self.endpoints.iter().flatten() {
@@ -586,7 +609,11 @@ pub struct PolicyEngine {
     changed: bool,
     // Published halves, shared with snapshots and copied on write.
     views: Arc<Vec<Option<Arc<EndpointView>>>>,
-    by_addr: Arc<HashMap<IpAddr, EndpointId>>,
+    /// Authoritative address owners (conflict checks); `addrs` is the published form.
+    by_addr: HashMap<IpAddr, EndpointId>,
+    addrs: AddrTable,
+    /// Addresses added or removed since the last commit (their table slots to rewrite).
+    pending_addrs: Vec<IpAddr>,
     by_name: Arc<HashMap<(String, String), EndpointId>>,
     policy_views: Arc<Vec<Option<Arc<CompiledPolicy>>>>,
     hot_endpoints: Arc<Vec<Option<Arc<[u32]>>>>,
@@ -605,7 +632,6 @@ impl PolicyEngine {
     /// An empty engine; its first snapshot (generation 0) allows everything.
     pub fn new() -> Self {
         let views = Arc::new(Vec::new());
-        let by_addr = Arc::new(HashMap::new());
         let by_name = Arc::new(HashMap::new());
         let policy_views = Arc::new(Vec::new());
         let hot_endpoints = Arc::new(Vec::new());
@@ -614,7 +640,7 @@ impl PolicyEngine {
         let current = Arc::new(Snapshot {
             generation: 0,
             endpoints: Arc::clone(&views),
-            by_addr: Arc::clone(&by_addr),
+            addrs: Arc::new(AddrTable::default()),
             by_name: Arc::clone(&by_name),
             policies: Arc::clone(&policy_views),
             hot_endpoints: Arc::clone(&hot_endpoints),
@@ -641,7 +667,9 @@ impl PolicyEngine {
             dirty: HashSet::new(),
             changed: false,
             views,
-            by_addr,
+            by_addr: HashMap::new(),
+            addrs: AddrTable::default(),
+            pending_addrs: Vec::new(),
             by_name,
             policy_views,
             hot_endpoints,
@@ -659,11 +687,11 @@ impl PolicyEngine {
     /// Publishes the pending changes as a new snapshot with the next generation (or returns the
     /// current one when nothing changed).
     pub fn commit(&mut self) -> Arc<Snapshot> {
-        if !self.changed && self.dirty.is_empty() {
+        if !self.changed && self.dirty.is_empty() && self.pending_addrs.is_empty() {
             return self.snapshot();
         }
         let dirty: Vec<EndpointId> = self.dirty.drain().collect();
-        for id in dirty {
+        for &id in &dirty {
             let view = self.build_view(id).map(Arc::new);
             let hot: Option<Arc<[u32]>> = view.as_ref().map(|v| {
                 Arc::from(hot::encode_endpoint(
@@ -685,12 +713,40 @@ impl PolicyEngine {
             }
             hots[i] = hot;
         }
+        // Rewrite the address slots: every address of a rebuilt endpoint (its data changed),
+        // and every address that changed hands or went away.
+        for a in core::mem::take(&mut self.pending_addrs) {
+            match self.by_addr.get(&a) {
+                Some(&id) => {
+                    let hot = self
+                        .hot_endpoints
+                        .get(id.0 as usize)
+                        .and_then(Option::as_deref);
+                    self.addrs.insert(a, id, hot.map(HotEndpoint::decode));
+                }
+                None => self.addrs.remove(a),
+            }
+        }
+        for &id in &dirty {
+            let Some(st) = self.endpoints.get(id.0 as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            let hot = self
+                .hot_endpoints
+                .get(id.0 as usize)
+                .and_then(Option::as_deref);
+            for a in &st.spec.addrs {
+                if self.by_addr.get(a) == Some(&id) {
+                    self.addrs.insert(*a, id, hot.map(HotEndpoint::decode));
+                }
+            }
+        }
         self.generation += 1;
         self.changed = false;
         self.current = Arc::new(Snapshot {
             generation: self.generation,
             endpoints: Arc::clone(&self.views),
-            by_addr: Arc::clone(&self.by_addr),
+            addrs: Arc::new(self.addrs.clone()),
             by_name: Arc::clone(&self.by_name),
             policies: Arc::clone(&self.policy_views),
             hot_endpoints: Arc::clone(&self.hot_endpoints),
@@ -933,9 +989,9 @@ impl PolicyEngine {
                 .as_mut()
                 .map(|st| core::mem::replace(&mut st.spec, ep.clone()));
             if let Some(old) = old {
-                let by_addr = Arc::make_mut(&mut self.by_addr);
                 for a in old.addrs.iter().filter(|a| !ep.addrs.contains(a)) {
-                    by_addr.remove(a);
+                    self.by_addr.remove(a);
+                    self.pending_addrs.push(*a);
                 }
                 if old.namespace != ep.namespace
                     && let Some(ns) = self.namespaces.get_mut(&old.namespace)
@@ -964,7 +1020,8 @@ impl PolicyEngine {
         };
         for a in &ep.addrs {
             if self.by_addr.get(a) != Some(&id) {
-                Arc::make_mut(&mut self.by_addr).insert(*a, id);
+                self.by_addr.insert(*a, id);
+                self.pending_addrs.push(*a);
             }
         }
         if let Some(ns) = self.namespaces.get_mut(&ep.namespace) {
@@ -983,9 +1040,9 @@ impl PolicyEngine {
         };
         self.set_membership(id, Vec::new());
         if let Some(st) = self.endpoints[id.0 as usize].take() {
-            let by_addr = Arc::make_mut(&mut self.by_addr);
             for a in &st.spec.addrs {
-                by_addr.remove(a);
+                self.by_addr.remove(a);
+                self.pending_addrs.push(*a);
             }
             if let Some(ns) = self.namespaces.get_mut(&st.spec.namespace) {
                 ns.endpoints.remove(&id);

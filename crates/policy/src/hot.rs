@@ -75,36 +75,77 @@ pub(crate) fn encode_endpoint(
     v.into_boxed_slice()
 }
 
-/// Read side of [`encode_endpoint`].
+/// Read side of [`encode_endpoint`] (and of the address table's inline copy): the words after
+/// the header and the cumulative ends of the four parts, so a copy is 32 bytes, not four slices.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HotEndpoint<'a> {
-    pub(crate) groups: &'a [u32],
-    pub(crate) ingress: &'a [u32],
-    pub(crate) egress: &'a [u32],
-    pub(crate) named: &'a [u32],
+    words: &'a [u32],
+    /// Ends of groups, ingress, egress and named ports within `words`.
+    ends: [u32; 4],
 }
 
 impl<'a> HotEndpoint<'a> {
+    /// From the four part lengths (named ports counted as pairs) and the words that follow.
     #[inline]
-    pub(crate) fn decode(h: &'a [u32]) -> Self {
-        let (g, i, e, n) = match h.get(..HEADER) {
-            Some(&[g, i, e, n]) => (g as usize, i as usize, e as usize, n as usize),
-            _ => (0, 0, 0, 0),
-        };
-        let at = |start: usize, len: usize| h.get(start..start + len).unwrap_or_default();
+    pub(crate) fn from_counts(words: &'a [u32], g: u32, i: u32, e: u32, n: u32) -> Self {
+        let a = g;
+        let b = a.saturating_add(i);
+        let c = b.saturating_add(e);
+        let d = c.saturating_add(n.saturating_mul(2));
         Self {
-            groups: at(HEADER, g),
-            ingress: at(HEADER + g, i),
-            egress: at(HEADER + g + i, e),
-            named: at(HEADER + g + i + e, 2 * n),
+            words,
+            ends: [a, b, c, d],
         }
     }
 
+    /// From the cumulative ends of the four parts within `words`.
+    #[inline]
+    pub(crate) fn from_ends(words: &'a [u32], ends: [u32; 4]) -> Self {
+        Self { words, ends }
+    }
+
+    #[inline]
+    pub(crate) fn decode(h: &'a [u32]) -> Self {
+        match h.split_first_chunk::<HEADER>() {
+            Some((&[g, i, e, n], words)) => Self::from_counts(words, g, i, e, n),
+            None => Self::EMPTY,
+        }
+    }
+
+    #[inline]
+    fn part(&self, start: u32, end: u32) -> &'a [u32] {
+        self.words
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Sorted group ids.
+    #[inline]
+    pub(crate) fn groups(&self) -> &'a [u32] {
+        self.part(0, self.ends[0])
+    }
+
+    /// Ids of the policies isolating the endpoint for ingress, in id order.
+    #[inline]
+    pub(crate) fn ingress(&self) -> &'a [u32] {
+        self.part(self.ends[0], self.ends[1])
+    }
+
+    /// Ids of the policies isolating the endpoint for egress, in id order.
+    #[inline]
+    pub(crate) fn egress(&self) -> &'a [u32] {
+        self.part(self.ends[1], self.ends[2])
+    }
+
+    /// `(name, proto << 16 | port)` pairs.
+    #[inline]
+    pub(crate) fn named(&self) -> &'a [u32] {
+        self.part(self.ends[2], self.ends[3])
+    }
+
     pub(crate) const EMPTY: HotEndpoint<'static> = HotEndpoint {
-        groups: &[],
-        ingress: &[],
-        egress: &[],
-        named: &[],
+        words: &[],
+        ends: [0; 4],
     };
 }
 
@@ -243,7 +284,11 @@ fn port_matches(w0: u32, arg: u32, proto: u8, port: u16, named: &[u32]) -> bool 
         // Named ports resolve against the destination endpoint, on name and protocol.
         KIND_NAMED => {
             let want = u32::from(proto) << 16 | u32::from(port);
-            named.chunks_exact(2).any(|n| n[0] == arg && n[1] == want)
+            named
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .any(|&[n, w]| n == arg && w == want)
         }
         _ => false,
     }
@@ -260,24 +305,25 @@ pub(crate) fn first_match(
     proto: u8,
     port: u16,
 ) -> Option<u32> {
-    let mut i = 0;
+    let mut rest = prog;
     let mut rule = 0;
-    while let Some(&[flags, np, ng, cidr]) = prog.get(i..i + HEADER) {
-        let (np, ng) = (np as usize, ng as usize);
-        let body = i + HEADER;
-        let ports = prog.get(body..body + 2 * np)?;
-        let groups = prog.get(body + 2 * np..body + 2 * np + ng)?;
+    // One split per part of a rule (no re-slicing of the whole program).
+    while let Some((&[flags, np, ng, cidr], body)) = rest.split_first_chunk::<HEADER>() {
         let inline_len = if cidr != NO_CIDR && cidr & INLINE != 0 {
             (cidr & 0xffff) as usize
         } else {
             0
         };
-        let table = prog.get(body + 2 * np + ng..body + 2 * np + ng + inline_len)?;
-        i = body + 2 * np + ng + inline_len;
+        let (ports, body) = body.split_at_checked(2 * np as usize)?;
+        let (groups, body) = body.split_at_checked(ng as usize)?;
+        let (table, body) = body.split_at_checked(inline_len)?;
+        rest = body;
         let port_ok = flags & ALL_PORTS != 0
             || ports
-                .chunks_exact(2)
-                .any(|w| port_matches(w[0], w[1], proto, port, dst_named));
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .any(|&[w, arg]| port_matches(w, arg, proto, port, dst_named));
         if port_ok {
             let peer_ok = flags & ALL_PEERS != 0
                 || groups.iter().any(|g| peer_groups.binary_search(g).is_ok())

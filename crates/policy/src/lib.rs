@@ -8,6 +8,7 @@
 //! State grows with endpoints + rules + groups, never with endpoint pairs ([`Stats`]).
 //! Sans-IO and deterministic: no clocks, threads or sockets.
 
+mod addr;
 pub mod cidr;
 pub mod engine;
 pub mod error;
