@@ -5,6 +5,10 @@
 //! - `policy/update_pod`, `policy/update_policy`: one relabel / one policy change + commit
 //!   (target <= 1 ms).
 //! - `policy/verdict`: lookups by address pair, throughput in verdicts/s (target >= 20 M/s/core).
+//!   Random pairs among the 10 000 pods: the datapath asks once per new connection, so caches are
+//!   cold-ish. `policy/verdict_hot_pair`: one pair repeated (hot caches, longest rule walk).
+//!   Wall time on a shared machine is noisy: `crates/policy/examples/profile.rs` reports CPU time
+//!   and runs under callgrind.
 //!
 //! Inputs are built before measuring; nothing allocates in the verdict loop.
 
@@ -216,6 +220,22 @@ fn bench(c: &mut Criterion) {
             let mut n = 0u32;
             for (s, d, p, port) in &queries {
                 n += u32::from(snap.verdict(*s, *d, *p, *port).is_allowed());
+            }
+            black_box(n)
+        });
+    });
+    // One pair over and over (hot caches): ns-3/pod-0 -> ns-3/pod-1 on its named http port, both
+    // isolated, denied after every rule of both policies was tried (the longest rule walk).
+    let (hs, hd) = (inp.pods[300].addrs[0], inp.pods[301].addrs[0]);
+    g.bench_function("verdict_hot_pair", |b| {
+        b.iter(|| {
+            let mut n = 0u32;
+            for _ in 0..queries.len() {
+                n += u32::from(
+                    black_box(&snap)
+                        .verdict(hs, hd, Protocol::Tcp, 8081)
+                        .is_allowed(),
+                );
             }
             black_box(n)
         });

@@ -402,6 +402,83 @@ mod tests {
         assert!(shared + 2 >= t.v4.chunks.len(), "{shared} shared");
     }
 
+    fn engine_pod(name: &str, labels: &[(&str, &str)], addr: &str) -> crate::Endpoint {
+        let l = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        crate::Endpoint::pod("ns", name, l, vec![addr.parse().expect("address")])
+    }
+
+    /// Through the engine: an address change is visible only from the new snapshot, and an
+    /// endpoint whose data overflows its slot gets the same verdicts as one read by id.
+    #[test]
+    fn engine_publishes_address_changes_and_overflowing_endpoints() {
+        let mut e = crate::PolicyEngine::new();
+        let client = e
+            .upsert_endpoint(&engine_pod("client", &[("role", "client")], "10.0.0.1"))
+            .expect("add");
+        // 15 labels, each selected by its own policy: 15 groups + 15 ingress policies overflow
+        // an IPv4 slot (14 words) and an IPv6 one.
+        let labels: Vec<(String, String)> =
+            (0..15).map(|i| (format!("l{i}"), "1".into())).collect();
+        let refs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let server = e
+            .upsert_endpoint(&engine_pod("server", &refs, "fd00::5"))
+            .expect("add");
+        let mut yaml = String::new();
+        for i in 0..15 {
+            yaml.push_str(&format!(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                 metadata: {{name: p{i}, namespace: ns}}\n\
+                 spec:\n  podSelector: {{matchLabels: {{l{i}: '1'}}}}\n  ingress:\n  \
+                 - from: [{{podSelector: {{matchLabels: {{role: client}}}}}}]\n    \
+                 ports: [{{port: {port}}}]\n---\n",
+                port = 80 + i
+            ));
+        }
+        let objs = crate::parse_objects(&yaml).expect("parse");
+        crate::apply(&mut e, &objs).expect("apply");
+        let s1 = e.commit();
+        let (c, srv) = (
+            "10.0.0.1".parse().expect("ip"),
+            "fd00::5".parse().expect("ip"),
+        );
+        assert!(
+            s1.addrs.get(srv).is_some_and(|(_, h)| h.is_none()),
+            "overflows"
+        );
+        for port in [80u16, 94, 95] {
+            let by_addr = s1.verdict(c, srv, crate::Protocol::Tcp, port);
+            let by_id = s1.verdict_between(client, server, crate::Protocol::Tcp, port);
+            assert_eq!(by_addr, by_id);
+            assert_eq!(by_addr.is_allowed(), port < 95, "port {port}");
+        }
+        // Move the client: the old snapshot keeps the old address, the new one only the new.
+        e.upsert_endpoint(&engine_pod("client", &[("role", "client")], "10.0.0.9"))
+            .expect("move");
+        let s2 = e.commit();
+        let moved = "10.0.0.9".parse().expect("ip");
+        assert_eq!(s1.endpoint_by_addr(c), Some(client));
+        assert_eq!(s1.endpoint_by_addr(moved), None);
+        assert_eq!(s2.endpoint_by_addr(c), None);
+        assert_eq!(s2.endpoint_by_addr(moved), Some(client));
+        assert!(
+            s2.verdict(moved, srv, crate::Protocol::Tcp, 80)
+                .is_allowed()
+        );
+        // From the old address the client is external now: no rule matches it.
+        assert!(!s2.verdict(c, srv, crate::Protocol::Tcp, 80).is_allowed());
+        assert_eq!(s2.stats().addresses, 2);
+        assert!(e.remove_endpoint("ns", "client"));
+        let s3 = e.commit();
+        assert_eq!(s3.endpoint_by_addr(moved), None);
+        assert_eq!(s3.stats().addresses, 1);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Insert(bool, u16, u32),
