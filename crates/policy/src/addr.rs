@@ -431,14 +431,18 @@ mod tests {
             .expect("add");
         let mut yaml = String::new();
         for i in 0..15 {
-            yaml.push_str(&format!(
-                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+            core::fmt::Write::write_fmt(
+                &mut yaml,
+                format_args!(
+                    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
                  metadata: {{name: p{i}, namespace: ns}}\n\
                  spec:\n  podSelector: {{matchLabels: {{l{i}: '1'}}}}\n  ingress:\n  \
                  - from: [{{podSelector: {{matchLabels: {{role: client}}}}}}]\n    \
                  ports: [{{port: {port}}}]\n---\n",
-                port = 80 + i
-            ));
+                    port = 80 + i
+                ),
+            )
+            .expect("writing to a String");
         }
         let objs = crate::parse_objects(&yaml).expect("parse");
         crate::apply(&mut e, &objs).expect("apply");
