@@ -124,7 +124,7 @@ fn established_bench(c: &mut Criterion) {
         let window: Vec<_> = pkts.iter().copied().cycle().take(200_000).collect();
         g.throughput(Throughput::Elements(window.len() as u64));
         g.bench_with_input(BenchmarkId::new("lookup", n), &window, |b, w| {
-            b.iter(|| run_lookups(&t, w))
+            b.iter(|| run_lookups(&t, w));
         });
         g.bench_with_input(BenchmarkId::new("update_by_handle", n), &window, |b, w| {
             b.iter(|| run_updates(&t, w));
