@@ -71,11 +71,23 @@ impl Client {
     pub fn call(&mut self, request: Request) -> Result<Reply, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.send(&RequestEnvelope {
+        let sent = self.send(&RequestEnvelope {
             version: VERSION,
             id,
             request,
-        })?;
+        });
+        if let Err(e) = sent {
+            // A server that refuses a connection (e.g. `busy` at its connection limit) answers
+            // and closes before it reads our request, so the write can fail with EPIPE or
+            // ECONNRESET while its reason is already waiting to be read: prefer the reason.
+            return match self.recv() {
+                Ok(resp) => match resp.into_result() {
+                    Err(server) => Err(ClientError::Server(server)),
+                    Ok(_) => Err(e),
+                },
+                Err(_) => Err(e),
+            };
+        }
         let resp = self.recv()?;
         match resp.id {
             Some(got) if got == id => resp.into_result().map_err(ClientError::Server),
