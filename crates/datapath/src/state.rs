@@ -15,7 +15,7 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use podswitch_overlay::Overlay;
 use podswitch_policy::Snapshot;
 use podswitch_wire::ethernet::Address;
@@ -123,7 +123,7 @@ pub struct State {
     pub(crate) groups: Vec<GroupLabel>,
     /// Gateway addresses of the namespaces' subnets besides the router's own (a pod's default
     /// route points at its subnet's first host); ARP/ND for them is answered with the router MAC.
-    pub(crate) subnet_gateways: Box<[IpAddr]>,
+    pub(crate) subnet_gateways: HashSet<IpAddr>,
 }
 
 impl State {
@@ -325,7 +325,7 @@ impl StateBuilder {
             routes,
             group_ids,
             groups,
-            subnet_gateways: self.subnet_gateways.clone().into_boxed_slice(),
+            subnet_gateways: self.subnet_gateways.iter().copied().collect(),
         })
     }
 }
