@@ -591,15 +591,21 @@ impl Io {
         }
     }
 
-    fn flush(&mut self) {
+    /// Flushes every port that queued frames; returns how many still hold frames the kernel
+    /// has not taken (they stay dirty, so the next loop flushes them again, and the worker does
+    /// not go to sleep on them).
+    fn flush(&mut self) -> usize {
+        let mut pending = 0;
         for p in &mut self.ports {
             if p.dirty {
-                p.dirty = false;
                 if p.port.flush().is_err() {
                     self.counters.tx_errors += 1;
                 }
+                p.dirty = p.port.tx_pending();
+                pending += usize::from(p.dirty);
             }
         }
+        pending
     }
 }
 
@@ -850,7 +856,7 @@ impl Thread {
             now = self.shared.now();
             let mut work = self.receive(now);
             work += self.drain_lanes();
-            self.io.flush();
+            work += self.io.flush();
             self.wake_peers();
             if now.0 >= next_hk {
                 next_hk = now.0 + hk_period;

@@ -260,6 +260,42 @@ fn transmits_frames_to_the_peer() {
     ));
 }
 
+/// Copy mode transmits at most 32 frames per `sendto` and then reports EAGAIN; one `flush` must
+/// still hand the kernel everything queued, or the rest waits for the next unrelated send (a TCP
+/// segment stranded that way stalls the connection until its retransmission timeout).
+#[test]
+fn one_flush_transmits_more_than_the_kernel_tx_budget() {
+    let pair = NetPair::new();
+    let peer = pair.peer_socket();
+    let mut port = XskPort::open(&pair.host, &small_config()).expect("open");
+    let count = 128u32;
+    for seq in 0..count {
+        assert!(
+            port.send(&test_frame(seq, 60)).expect("send"),
+            "TX slot free"
+        );
+    }
+    port.flush().expect("flush");
+    assert!(!port.tx_pending(), "the kernel took every queued frame");
+    let mut buf = vec![0u8; 2048];
+    let mut next = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    // Only the peer reads from here on: no further flush or send on the port.
+    while next < count && Instant::now() < deadline {
+        let Some(n) = peer.recv(&mut buf).expect("peer recv") else {
+            continue;
+        };
+        if let Some(seq) = seq_of(&buf[..n]) {
+            assert_eq!(seq, next, "in order, none lost");
+            next += 1;
+        }
+    }
+    assert_eq!(next, count, "one flush sent all {count} frames");
+    drain_tx(&mut port);
+    let frames = port.check_frames().expect("accounting");
+    assert_eq!((frames.tx, frames.user), (0, 0));
+}
+
 #[test]
 fn mode_override_and_clean_reopen() {
     let pair = NetPair::new();

@@ -76,6 +76,12 @@ pub trait Port: Send {
     fn send(&mut self, frame: &[u8]) -> Result<bool, PortError>;
     /// Kicks the kernel for queued TX frames and reaps completions.
     fn flush(&mut self) -> Result<(), PortError>;
+    /// Whether frames queued before the last `flush` are still waiting for the kernel (it
+    /// stopped making progress); the caller should `flush` again soon rather than wait for
+    /// new traffic to this port.
+    fn tx_pending(&self) -> bool {
+        false
+    }
     /// An fd to `poll()` for readability when idle (adaptive polling), if any.
     fn poll_fd(&self) -> Option<RawFd>;
     /// Counters: rx/tx packets, bytes, drops, plus the kernel's XDP statistics where available.

@@ -24,9 +24,6 @@ use crate::ring::Ring;
 use crate::sys;
 use crate::umem::{AccountingError, FrameAccounting, FrameState, Umem};
 
-/// Copy mode transmits at most this many frames per `sendto` (the kernel's TX batch).
-const TX_KICK_BATCH: u32 = 32;
-
 /// Settings of one AF_XDP port. Ring sizes must be powers of two.
 #[derive(Debug, Clone)]
 pub struct XskConfig {
@@ -144,6 +141,8 @@ pub struct XskPort {
     mode: XdpMode,
     fill_target: u32,
     max_frame: usize,
+    /// TX descriptors the kernel had not consumed when the last `kick` returned.
+    tx_pending: u32,
     counters: Counters,
 }
 
@@ -277,6 +276,7 @@ impl XskPort {
             mode,
             fill_target,
             max_frame: config.frame_size as usize,
+            tx_pending: 0,
             counters: Counters::default(),
         };
         Ok(port)
@@ -367,27 +367,35 @@ impl XskPort {
         n
     }
 
-    /// Asks the kernel to transmit what sits on the TX ring (copy mode: ≤ 32 frames per call).
+    /// Asks the kernel to transmit what sits on the TX ring. In copy mode one `sendto` transmits
+    /// at most the socket's TX budget (32 frames) and then fails with EAGAIN although it made
+    /// progress; it also fails with EAGAIN when the completion ring is full, and with EBUSY when
+    /// the device dropped a frame (which still completes). So the errno alone says nothing: we
+    /// keep calling, reaping completions in between, while the kernel's consumer index advances,
+    /// and stop when it stalls. What is left stays queued and [`Port::tx_pending`] says so, so
+    /// the worker flushes again on its next loop instead of leaving frames stranded until new
+    /// traffic happens to reach this port (which stalled TCP for a retransmission timeout).
     fn kick(&mut self) -> Result<(), PortError> {
         let mut pending = self.tx.unconsumed();
-        let mut calls = pending.div_ceil(TX_KICK_BATCH) + 1;
-        while pending > 0 && calls > 0 {
-            calls -= 1;
+        while pending > 0 {
             match sys::kick_tx(self.socket.as_fd()) {
                 Ok(()) => {}
-                // Transient: the kernel is busy or out of skbs; frames stay queued for next flush.
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
                         Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)
-                    ) =>
-                {
-                    break;
-                }
+                    ) => {}
                 Err(e) => return Err(PortError::from_io(&e)),
             }
-            pending = self.tx.unconsumed();
+            self.reap_completions();
+            let left = self.tx.unconsumed();
+            if left >= pending {
+                // No progress (out of skbs, or the device refuses): retried on the next flush.
+                break;
+            }
+            pending = left;
         }
+        self.tx_pending = pending;
         Ok(())
     }
 }
@@ -578,9 +586,15 @@ impl Port for XskPort {
         // need_wakeup flag says (measured: shared/AFXDP.md), so no flag test here.
         if self.tx.unconsumed() > 0 {
             self.kick()?;
+        } else {
+            self.tx_pending = 0;
         }
         self.reap_completions();
         self.refill()
+    }
+
+    fn tx_pending(&self) -> bool {
+        self.tx_pending > 0
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
