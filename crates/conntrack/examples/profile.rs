@@ -1,6 +1,6 @@
 //! A small measurement binary for instruction and cache profiles of the table's packet path
 //! (the criterion bench measures wall time, which a shared machine makes noisy). Usage:
-//! `profile <lookup|update|new|tables> <entries> <ops> [passes]`; the work to measure runs in the
+//! `profile <lookup|update|lookup_batch|update_batch|new|tables> <entries> <ops> [passes]`; the work to measure runs in the
 //! `measure_*` functions, so `valgrind --tool=callgrind --toggle-collect='profile::measure_*'`
 //! counts only it. Mirrors `benches/benches/conntrack.rs` (same tuples, scattered order).
 
@@ -114,6 +114,41 @@ fn measure_updates(t: &Table, w: &[(PacketMeta, Handle)]) -> u32 {
 }
 
 #[inline(never)]
+fn measure_lookup_batch(t: &Table, w: &[(PacketMeta, Handle)]) -> u32 {
+    let mut metas = [w[0].0; 32];
+    let mut out = [t.lookup(&w[0].0, NOW); 32];
+    let mut ok = 0;
+    for chunk in w.chunks(32) {
+        for (m, (p, _)) in metas.iter_mut().zip(chunk) {
+            *m = *p;
+        }
+        let n = chunk.len();
+        t.lookup_batch(black_box(&metas[..n]), NOW, &mut out[..n]);
+        ok += out[..n]
+            .iter()
+            .filter(|l| !matches!(l.verdict, Verdict::Invalid(_)))
+            .count() as u32;
+    }
+    ok
+}
+
+#[inline(never)]
+fn measure_update_batch(t: &Table, w: &[(PacketMeta, Handle)]) -> u32 {
+    let mut out = [None; 32];
+    let mut items = [(w[0].0, w[0].1); 32].map(|(m, h)| (h, m));
+    let mut ok = 0;
+    for chunk in w.chunks(32) {
+        for (it, (m, h)) in items.iter_mut().zip(chunk) {
+            *it = (*h, *m);
+        }
+        let n = chunk.len();
+        t.update_batch(black_box(&items[..n]), NOW, &mut out[..n]);
+        ok += out[..n].iter().filter(|l| l.is_some()).count() as u32;
+    }
+    ok
+}
+
+#[inline(never)]
 fn measure_new(t: &Table, syns: &[PacketMeta]) -> Vec<Handle> {
     let mut hs = Vec::with_capacity(syns.len());
     for m in syns {
@@ -193,10 +228,11 @@ fn main() {
         let mut ok = 0;
         for _ in 0..reps {
             let cpu = cpu_ns();
-            ok = if mode == "update" {
-                measure_updates(&t, &w)
-            } else {
-                measure_lookups(&t, &w)
+            ok = match mode {
+                "update" => measure_updates(&t, &w),
+                "update_batch" => measure_update_batch(&t, &w),
+                "lookup_batch" => measure_lookup_batch(&t, &w),
+                _ => measure_lookups(&t, &w),
             };
             best = best.min(cpu_ns() - cpu);
         }

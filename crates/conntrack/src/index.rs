@@ -64,6 +64,16 @@ impl Index {
         }
     }
 
+    /// The code in the home slot of hash `h` when that slot's tag matches (the entry a lookup of
+    /// `h` most likely reads next), without probing further. Used by batches to start the memory
+    /// loads of many packets before processing any of them; correctness never depends on it.
+    #[inline(always)]
+    pub(crate) fn peek(&self, h: u64) -> Option<u32> {
+        let t = tag(h);
+        let v = self.slots[t as usize & self.mask];
+        (v != 0 && (v >> 32) as u32 == t).then(|| (v as u32).wrapping_sub(1))
+    }
+
     /// Stores `code` (below `u32::MAX`) under hash `h`. The caller never exceeds the capacity
     /// given at creation and never inserts a key twice.
     pub(crate) fn insert(&mut self, h: u64, code: u32) {
