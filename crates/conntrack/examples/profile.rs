@@ -1,6 +1,6 @@
 //! A small measurement binary for instruction and cache profiles of the table's packet path
 //! (the criterion bench measures wall time, which a shared machine makes noisy). Usage:
-//! `profile <lookup|update|lookup_batch|update_batch|new|tables> <entries> <ops> [passes]`; the work to measure runs in the
+//! `profile <lookup|update|lookup_batch|update_batch|new|tables> <entries> <ops> [passes] [shards]`; the work to measure runs in the
 //! `measure_*` functions, so `valgrind --tool=callgrind --toggle-collect='profile::measure_*'`
 //! counts only it. Mirrors `benches/benches/conntrack.rs` (same tuples, scattered order).
 
@@ -46,10 +46,10 @@ fn ends(i: u32) -> (IpAddr, u16, IpAddr, u16) {
     )
 }
 
-fn established(n: u32) -> (Table, Vec<(PacketMeta, Handle)>) {
+fn established(n: u32, shards: u32) -> (Table, Vec<(PacketMeta, Handle)>) {
     let t = Table::new(&Config {
         max_entries: n + n / 8 + 1024,
-        shards: 256,
+        shards,
         ..Config::default()
     });
     let mut pkts = Vec::with_capacity(2 * n as usize);
@@ -72,11 +72,8 @@ fn established(n: u32) -> (Table, Vec<(PacketMeta, Handle)>) {
         pkts.push((a, la.handle.expect("handle")));
         pkts.push((b, lb.handle.expect("handle")));
     }
-    let len = pkts.len();
-    let stride = (len / 2 + 1) | 1;
-    let stride = if gcd(stride, len) == 1 { stride } else { 1 };
-    let order = (0..len).map(|k| pkts[(k * stride) % len]).collect();
-    (t, order)
+    shuffle(&mut pkts);
+    (t, pkts)
 }
 
 /// Nanoseconds this thread has run on a CPU (the first field of schedstat): unlike wall time,
@@ -88,8 +85,17 @@ fn cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 { a } else { gcd(b, a % b) }
+/// Fisher–Yates with xorshift: a uniformly random visiting order, so a large table is read
+/// at random addresses (slots are handed out in commit order, so visiting connections in any
+/// order correlated with commit order would read memory almost sequentially).
+fn shuffle<T>(v: &mut [T]) {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
 }
 
 #[inline(never)]
@@ -219,7 +225,9 @@ fn main() {
             cpu as f64 / ops as f64
         );
     } else {
-        let (t, pkts) = established(n);
+        // Optional fifth argument: shard count (256 by default, as in the bench).
+        let shards = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(256);
+        let (t, pkts) = established(n, shards);
         let setup = start.elapsed();
         let w: Vec<_> = pkts.iter().copied().cycle().take(ops).collect();
         // Several passes; the least CPU time is the one least disturbed by other jobs.

@@ -64,14 +64,18 @@ impl Index {
         }
     }
 
-    /// The code in the home slot of hash `h` when that slot's tag matches (the entry a lookup of
-    /// `h` most likely reads next), without probing further. Used by batches to start the memory
-    /// loads of many packets before processing any of them; correctness never depends on it.
+    /// The home slot of hash `h`, whose code [`Index::home_code`] extracts when its tag matches
+    /// (the entry a lookup of `h` most likely reads). Used by batches to start the memory loads
+    /// of many packets before processing any of them; correctness never depends on it.
     #[inline(always)]
-    pub(crate) fn peek(&self, h: u64) -> Option<u32> {
-        let t = tag(h);
-        let v = self.slots[t as usize & self.mask];
-        (v != 0 && (v >> 32) as u32 == t).then(|| (v as u32).wrapping_sub(1))
+    pub(crate) fn home(&self, h: u64) -> &u64 {
+        &self.slots[tag(h) as usize & self.mask]
+    }
+
+    /// The code held by slot value `v` if its tag is that of hash `h`.
+    #[inline(always)]
+    pub(crate) fn home_code(h: u64, v: u64) -> Option<u32> {
+        (v != 0 && (v >> 32) as u32 == tag(h)).then(|| (v as u32).wrapping_sub(1))
     }
 
     /// Stores `code` (below `u32::MAX`) under hash `h`. The caller never exceeds the capacity

@@ -314,6 +314,12 @@ struct Entry {
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() == 256);
+// `Entry::touch` reads lines 0 (keys), 1 (expires), 2 (proto) and 3 (bytes).
+const _: () = assert!(
+    std::mem::offset_of!(Entry, expires) / 64 == 1
+        && std::mem::offset_of!(Entry, proto) / 64 == 2
+        && std::mem::offset_of!(Entry, bytes) / 64 == 3
+);
 
 impl Entry {
     fn vacant() -> Entry {
@@ -333,6 +339,16 @@ impl Entry {
             nat: false,
             class: Class::Assured,
         }
+    }
+
+    /// Reads one word of each of the entry's four cache lines, so that a batch can start the
+    /// loads of many entries before processing any.
+    #[inline(always)]
+    fn touch(&self) -> u64 {
+        self.keys[0].src as u64
+            ^ self.expires
+            ^ u64::from(matches!(self.proto, Proto::Tcp(_)))
+            ^ self.bytes[0]
     }
 
     fn key_count(&self) -> usize {
@@ -734,17 +750,26 @@ impl Table {
         let (mut guards, which) = self.lock_group(order);
         // Start every packet's loads (index slot, then the entry it most likely names) before
         // processing any: the loads are independent, so the CPU overlaps their misses.
-        let mut sink = 0u64;
+        // Each step is a tight loop of independent loads, so many packets' misses are in
+        // flight at once (a heavy loop body would fill the reorder window after a few).
+        let mut homes: [Option<&u64>; Self::BATCH] = [None; Self::BATCH];
         for (p, &o) in order.iter().enumerate() {
-            let i = (o & 0xff) as usize;
-            if let Some(g) = &guards[which[p] as usize]
-                && let Some(c) = g.index.peek(hs[i])
-                && let Some(e) = g.entries.get((c >> 1) as usize)
-            {
-                sink ^= e.expires ^ e.keys[(c & 1) as usize].src as u64;
-            }
+            homes[p] = guards[which[p] as usize]
+                .as_deref()
+                .map(|g| g.index.home(hs[(o & 0xff) as usize]));
         }
-        std::hint::black_box(sink);
+        let mut values = [0u64; Self::BATCH];
+        for (v, s) in values.iter_mut().zip(&homes) {
+            *v = s.copied().unwrap_or(0);
+        }
+        let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
+        for (p, &o) in order.iter().enumerate() {
+            near[p] = guards[which[p] as usize].as_deref().and_then(|g| {
+                let c = Index::home_code(hs[(o & 0xff) as usize], values[p])?;
+                g.entries.get((c >> 1) as usize)
+            });
+        }
+        std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
         let mut pending = Pending::default();
         let mut redirected = [u32::MAX; Self::BATCH];
         for (p, &o) in order.iter().enumerate() {
@@ -805,16 +830,15 @@ impl Table {
         let order = &mut order[..m];
         order.sort_unstable();
         let (mut guards, which) = self.lock_group(order);
-        let mut sink = 0u64;
+        // Start every entry's loads in one tight loop (see `lookup_group`).
+        let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
         for (p, &o) in order.iter().enumerate() {
-            let (h, _) = &packets[(o & 0xff) as usize];
-            if let Some(g) = &guards[which[p] as usize]
-                && let Some(e) = g.entries.get(h.slot as usize)
-            {
-                sink ^= e.expires ^ e.keys[h.direction.index()].src as u64;
-            }
+            let slot = packets[(o & 0xff) as usize].0.slot as usize;
+            near[p] = guards[which[p] as usize]
+                .as_deref()
+                .and_then(|g| g.entries.get(slot));
         }
-        std::hint::black_box(sink);
+        std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
         let mut pending = Pending::default();
         for (p, &o) in order.iter().enumerate() {
             let i = (o & 0xff) as usize;
