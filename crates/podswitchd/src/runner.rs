@@ -44,6 +44,9 @@ use crate::config::PollMode;
 
 /// The waker's token; port tokens are their index + 1... never this value.
 const WAKER: Token = Token(usize::MAX);
+/// Shortest sleep of an idle adaptive worker (also its sleep while a port has frames the kernel
+/// has not taken yet).
+const MIN_SLEEP: Duration = Duration::from_micros(100);
 /// Longest sleep of an idle adaptive worker, whatever the housekeeping period.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// How often a worker publishes its counters.
@@ -592,8 +595,7 @@ impl Io {
     }
 
     /// Flushes every port that queued frames; returns how many still hold frames the kernel
-    /// has not taken (they stay dirty, so the next loop flushes them again, and the worker does
-    /// not go to sleep on them).
+    /// has not taken (they stay dirty, so the next loop flushes them again).
     fn flush(&mut self) -> usize {
         let mut pending = 0;
         for p in &mut self.ports {
@@ -856,7 +858,10 @@ impl Thread {
             now = self.shared.now();
             let mut work = self.receive(now);
             work += self.drain_lanes();
-            work += self.io.flush();
+            // Frames the kernel did not take yet keep their port dirty and are flushed again next
+            // loop; they do not count as work, so a port whose device never drains cannot keep
+            // an adaptive worker from sleeping (it then sleeps the shortest time instead).
+            let tx_pending = self.io.flush() > 0;
             self.wake_peers();
             if now.0 >= next_hk {
                 next_hk = now.0 + hk_period;
@@ -873,8 +878,11 @@ impl Thread {
             let idle = now.0.saturating_sub(last_work);
             if self.settings.poll == PollMode::Adaptive && idle >= spin {
                 let until = next_hk.min(next_report).saturating_sub(now.0);
-                let timeout =
-                    Duration::from_nanos(until).clamp(Duration::from_micros(100), MAX_SLEEP);
+                let timeout = if tx_pending {
+                    MIN_SLEEP
+                } else {
+                    Duration::from_nanos(until).clamp(MIN_SLEEP, MAX_SLEEP)
+                };
                 self.sleep(&mut events, timeout);
             } else {
                 std::hint::spin_loop();
