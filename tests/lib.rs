@@ -121,6 +121,18 @@ pub fn sh(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// Runs a command that must succeed in namespace `ns`, or in the root namespace for `None`.
+pub fn host_sh(ns: Option<&str>, cmd: &str, args: &[&str]) -> anyhow::Result<String> {
+    match ns {
+        None => sh(cmd, args),
+        Some(ns) => {
+            let mut a = vec!["netns", "exec", ns, cmd];
+            a.extend_from_slice(args);
+            sh("ip", &a)
+        }
+    }
+}
+
 /// Fails unless running as root (the tests create namespaces and attach XDP programs).
 pub fn require_root() {
     let uid = sh("id", &["-u"]).unwrap_or_default();
@@ -236,6 +248,8 @@ pub struct Pod {
     /// of the `/24` subnet (peers resolved by ARP directly).
     pub host_route: bool,
     pub worker: Option<usize>,
+    /// MTU of both veth ends and of the switch port (default: the veth's 1500 and `node.mtu`).
+    pub mtu: Option<u16>,
     // Drop order: the namespace (and its processes) before the host link.
     pub netns: Option<Netns>,
     pub link: Option<HostLink>,
@@ -253,6 +267,7 @@ pub fn pod(short: &str, n: u8, namespace: &str) -> Pod {
         named_ports: Vec::new(),
         host_route: false,
         worker: None,
+        mtu: None,
         netns: None,
         link: None,
     }
@@ -280,6 +295,13 @@ impl Pod {
         self
     }
 
+    /// Sets the MTU of the pod's veth (both ends) and of its switch port.
+    #[must_use]
+    pub fn with_mtu(mut self, mtu: u16) -> Pod {
+        self.mtu = Some(mtu);
+        self
+    }
+
     /// The pod's namespace.
     pub fn ns(&self) -> &Netns {
         self.netns.as_ref().expect("pod is up")
@@ -290,11 +312,14 @@ impl Pod {
         &self.link.as_ref().expect("pod is up").name
     }
 
-    fn create(&mut self, prefix: &str) -> anyhow::Result<()> {
+    /// Creates the pod; its veth's switch end goes into `host_ns` (a node namespace) when given,
+    /// else stays in the root namespace.
+    fn create(&mut self, prefix: &str, host_ns: Option<&str>) -> anyhow::Result<()> {
         let name = format!("{prefix}{}", self.port);
         ensure!(name.len() <= 15, "interface name {name} too long");
         let ns = Netns::new(&name)?;
-        sh(
+        host_sh(
+            host_ns,
             "ip",
             &[
                 "link", "add", &name, "type", "veth", "peer", "name", "eth0", "netns", &name,
@@ -306,10 +331,16 @@ impl Pod {
         ns.sh("ip", &["link", "set", "eth0", "address", &self.mac])?;
         // No IPv6 chatter (RS, MLD, DAD) in the counters the tests read.
         ns.sh("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
-        sh(
+        host_sh(
+            host_ns,
             "sysctl",
             &["-qw", &format!("net.ipv6.conf.{name}.disable_ipv6=1")],
         )?;
+        if let Some(mtu) = self.mtu {
+            let mtu = mtu.to_string();
+            ns.sh("ip", &["link", "set", "eth0", "mtu", &mtu])?;
+            host_sh(host_ns, "ip", &["link", "set", &name, "mtu", &mtu])?;
+        }
         let prefix_len = if self.host_route { "32" } else { "24" };
         ns.sh(
             "ip",
@@ -336,7 +367,7 @@ impl Pod {
             "ethtool",
             &["-K", "eth0", "tx", "off", "tso", "off", "gso", "off"],
         )?;
-        sh("ip", &["link", "set", &name, "up"])?;
+        host_sh(host_ns, "ip", &["link", "set", &name, "up"])?;
         Ok(())
     }
 
@@ -489,6 +520,9 @@ pub struct Node {
     /// TOML appended to the generated config (e.g. `[uplink]`, `[[vteps]]`).
     pub extra_toml: String,
     pub daemon: Option<Daemon>,
+    /// The node's own network namespace (daemon and switch-side veth ends inside), if any;
+    /// dropped after the pods.
+    pub netns: Option<Netns>,
 }
 
 impl Node {
@@ -500,9 +534,35 @@ impl Node {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         for p in &mut pods {
-            p.create(&prefix)?;
+            p.create(&prefix, None)?;
         }
-        Ok(Node {
+        Ok(Node::new(prefix, dir, pods, None))
+    }
+
+    /// Like [`Node::up`], but the node lives in its own network namespace `<prefix>n`: the
+    /// pods' switch-side veth ends are created there and the daemon runs there.
+    pub fn up_in_netns(mut pods: Vec<Pod>) -> anyhow::Result<Node> {
+        require_root();
+        let prefix = unique_prefix();
+        let dir = std::env::temp_dir().join(format!("podswitch-e2e-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let netns = Netns::new(&format!("{prefix}n"))?;
+        // No IPv6 chatter on existing and future interfaces.
+        netns.sh("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+        netns.sh("sysctl", &["-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        netns.sh("ip", &["link", "set", "lo", "up"])?;
+        // From here on, a failure drops the node, which removes what exists so far.
+        let mut node = Node::new(prefix, dir, Vec::new(), Some(netns));
+        for p in &mut pods {
+            p.create(&node.prefix, node.netns.as_ref().map(|n| n.name.as_str()))?;
+        }
+        node.pods = pods;
+        Ok(node)
+    }
+
+    fn new(prefix: String, dir: PathBuf, pods: Vec<Pod>, netns: Option<Netns>) -> Node {
+        Node {
             prefix,
             dir,
             pods,
@@ -513,7 +573,8 @@ impl Node {
             args: Vec::new(),
             extra_toml: String::new(),
             daemon: None,
-        })
+            netns,
+        }
     }
 
     /// The pod named `short`.
@@ -589,6 +650,9 @@ impl Node {
             if let Some(w) = p.worker {
                 writeln!(t, "worker = {w}")?;
             }
+            if let Some(m) = p.mtu {
+                writeln!(t, "mtu = {m}")?;
+            }
             t.push('\n');
         }
         t.push_str(&self.extra_toml);
@@ -602,7 +666,17 @@ impl Node {
         let _ = std::fs::remove_file(self.stats_path());
         let log = self.dir.join("podswitchd.log");
         let logf = std::fs::File::create(&log)?;
-        let child = Command::new(daemon_binary())
+        // In a node namespace, `ip netns exec` execs the daemon in place: the child's pid is the
+        // daemon's, so the SIGKILL on drop reaches it.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name]).arg(daemon_binary());
+                c
+            }
+            None => Command::new(daemon_binary()),
+        };
+        let child = cmd
             .arg("--config")
             .arg(self.config_path())
             .arg("--stats-file")
@@ -666,7 +740,11 @@ impl Node {
         let mut out = Vec::new();
         for p in &self.pods {
             let Some(link) = &p.link else { continue };
-            let text = sh("ip", &["-d", "link", "show", "dev", &link.name])?;
+            let text = host_sh(
+                self.netns.as_ref().map(|n| n.name.as_str()),
+                "ip",
+                &["-d", "link", "show", "dev", &link.name],
+            )?;
             if text.contains("prog/xdp") {
                 out.push(link.name.clone());
             }
@@ -677,9 +755,11 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        // The daemon first (it holds the ports), then the pods (their own Drop), then files.
+        // The daemon first (it holds the ports), then the pods (their own Drop), then the node's
+        // namespace, then files.
         self.daemon = None;
         self.pods.clear();
+        self.netns = None;
         if std::thread::panicking() {
             eprintln!("test failed; work directory kept: {}", self.dir.display());
         } else {
@@ -691,4 +771,432 @@ impl Drop for Node {
 /// Sum of a drop reason over the counters' ports.
 pub fn drops(stats: &serde_json::Value, reason: &str) -> u64 {
     stats["drops"][reason].as_u64().unwrap_or(0)
+}
+
+/// The VNI every cluster VTEP serves.
+pub const CLUSTER_VNI: u32 = 100;
+/// VTEP id of the bare-metal server on every node (node `i` is VTEP `i + 1`).
+pub const BARE_METAL_VTEP: u32 = 100;
+/// The bare-metal server's underlay address and MAC.
+pub const BARE_METAL_UNDERLAY_IP: &str = "192.168.80.100";
+pub const BARE_METAL_UNDERLAY_MAC: &str = "02:50:53:bb:00:01";
+/// The bare-metal server's address and MAC in the pod network (on its kernel `vxlan0`).
+pub const BARE_METAL_IP: &str = "10.30.0.200";
+pub const BARE_METAL_MAC: &str = "02:50:53:bb:01:01";
+/// The switch port id of every node's uplink.
+pub const UPLINK_PORT: u32 = 1000;
+
+/// Node `i`'s VTEP (underlay) address.
+pub fn node_vtep_ip(i: usize) -> String {
+    format!("192.168.80.{}", i + 1)
+}
+
+/// Node `i`'s VTEP MAC (its uplink veth's MAC).
+pub fn node_vtep_mac(i: usize) -> String {
+    format!("02:50:53:aa:00:{:02x}", i + 1)
+}
+
+/// A remote VTEP as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteVtep {
+    pub id: u32,
+    pub ip: String,
+    pub next_hop_mac: String,
+}
+
+/// A remote endpoint as a node sees it (a pod on another node, or the bare-metal server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEndpoint {
+    pub vtep: u32,
+    pub namespace: String,
+    pub name: String,
+    /// `pod` or `bare-metal`.
+    pub kind: String,
+    pub mac: String,
+    pub ip: String,
+    pub labels: Vec<(String, String)>,
+}
+
+/// A simulated cluster: node namespaces, each running its own daemon with its own pods, joined
+/// by an underlay bridge (`br0` in namespace `<prefix>u`); every node's uplink (`uplink`, an
+/// AF_XDP port) is a veth on that bridge carrying the node's VTEP MAC. A "bare-metal server"
+/// namespace (`<prefix>b`) on the same bridge runs the kernel's own vxlan device (`vxlan0`, VNI
+/// [`CLUSTER_VNI`], UDP 4789) with static FDB and neighbour entries for every pod.
+///
+/// The switch answers no ARP on the underlay, so every underlay neighbour is static: each node
+/// knows the others' VTEP MACs as `next_hop_mac`, the server has permanent neighbour entries.
+/// Drop order (field order): the nodes (daemons, pods, node namespaces), the server, then the
+/// underlay namespace, which takes the remaining veths with it.
+#[derive(Debug)]
+pub struct Cluster {
+    pub prefix: String,
+    pub nodes: Vec<Node>,
+    pub bare_metal: Netns,
+    pub underlay: Netns,
+    pub underlay_mtu: u16,
+    /// The server's Kubernetes namespace and labels as the nodes register it.
+    pub bare_metal_namespace: String,
+    pub bare_metal_labels: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Builds the topology (one node per entry of `pods`; pod ids and so addresses must be
+    /// unique across the cluster); daemons are not started (see [`Cluster::start`]).
+    pub fn up(pods: Vec<Vec<Pod>>, underlay_mtu: u16) -> anyhow::Result<Cluster> {
+        require_root();
+        let prefix = unique_prefix();
+        let underlay = Netns::new(&format!("{prefix}u"))?;
+        let bare_metal = Netns::new(&format!("{prefix}b"))?;
+        let mut c = Cluster {
+            prefix,
+            nodes: Vec::new(),
+            bare_metal,
+            underlay,
+            underlay_mtu,
+            bare_metal_namespace: "default".into(),
+            bare_metal_labels: vec![("role".into(), "bare-metal".into())],
+        };
+        let mtu = underlay_mtu.to_string();
+        for ns in [&c.underlay, &c.bare_metal] {
+            ns.sh("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+            ns.sh("sysctl", &["-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
+            ns.sh("ip", &["link", "set", "lo", "up"])?;
+        }
+        let u = c.underlay.name.clone();
+        c.underlay.sh(
+            "ip",
+            &[
+                "link",
+                "add",
+                "br0",
+                "mtu",
+                &mtu,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+            ],
+        )?;
+        c.underlay.sh("ip", &["link", "set", "br0", "up"])?;
+        for (i, node_pods) in pods.into_iter().enumerate() {
+            let node = Node::up_in_netns(node_pods)?;
+            c.nodes.push(node);
+            let node = &c.nodes[i];
+            let nns = &node.netns.as_ref().context("node namespace")?.name;
+            let port = format!("n{i}");
+            sh(
+                "ip",
+                &[
+                    "-n", &u, "link", "add", &port, "type", "veth", "peer", "name", "uplink",
+                    "netns", nns,
+                ],
+            )?;
+            c.underlay.sh(
+                "ip",
+                &["link", "set", &port, "mtu", &mtu, "master", "br0", "up"],
+            )?;
+            let ns = Some(nns.as_str());
+            host_sh(
+                ns,
+                "ip",
+                &[
+                    "link",
+                    "set",
+                    "uplink",
+                    "address",
+                    &node_vtep_mac(i),
+                    "mtu",
+                    &mtu,
+                    "up",
+                ],
+            )?;
+        }
+        c.bare_metal_up()?;
+        Ok(c)
+    }
+
+    fn bare_metal_up(&self) -> anyhow::Result<()> {
+        let u = &self.underlay.name;
+        let b = &self.bare_metal;
+        sh(
+            "ip",
+            &[
+                "-n", u, "link", "add", "bm", "type", "veth", "peer", "name", "eth0", "netns",
+                &b.name,
+            ],
+        )?;
+        let mtu = self.underlay_mtu.to_string();
+        self.underlay.sh(
+            "ip",
+            &["link", "set", "bm", "mtu", &mtu, "master", "br0", "up"],
+        )?;
+        b.sh(
+            "ip",
+            &[
+                "link",
+                "set",
+                "eth0",
+                "address",
+                BARE_METAL_UNDERLAY_MAC,
+                "mtu",
+                &mtu,
+                "up",
+            ],
+        )?;
+        b.sh(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{BARE_METAL_UNDERLAY_IP}/24"),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        for i in 0..self.nodes.len() {
+            b.sh(
+                "ip",
+                &[
+                    "neigh",
+                    "add",
+                    &node_vtep_ip(i),
+                    "lladdr",
+                    &node_vtep_mac(i),
+                    "dev",
+                    "eth0",
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+        }
+        b.sh(
+            "ip",
+            &[
+                "link",
+                "add",
+                "vxlan0",
+                "type",
+                "vxlan",
+                "id",
+                &CLUSTER_VNI.to_string(),
+                "local",
+                BARE_METAL_UNDERLAY_IP,
+                "dstport",
+                "4789",
+                "dev",
+                "eth0",
+                "nolearning",
+            ],
+        )?;
+        let inner_mtu = (self.underlay_mtu - 50).to_string();
+        b.sh(
+            "ip",
+            &[
+                "link",
+                "set",
+                "vxlan0",
+                "address",
+                BARE_METAL_MAC,
+                "mtu",
+                &inner_mtu,
+                "up",
+            ],
+        )?;
+        b.sh(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{BARE_METAL_IP}/24"),
+                "dev",
+                "vxlan0",
+            ],
+        )?;
+        // Complete checksums on the wire: the switch reads frames as bytes (AFXDP.md).
+        for dev in ["eth0", "vxlan0"] {
+            b.sh(
+                "ethtool",
+                &["-K", dev, "tx", "off", "tso", "off", "gso", "off"],
+            )?;
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            for p in &node.pods {
+                b.sh(
+                    "ip",
+                    &[
+                        "neigh",
+                        "add",
+                        &p.ip,
+                        "lladdr",
+                        &p.mac,
+                        "dev",
+                        "vxlan0",
+                        "nud",
+                        "permanent",
+                    ],
+                )?;
+                b.sh(
+                    "bridge",
+                    &[
+                        "fdb",
+                        "append",
+                        &p.mac,
+                        "dev",
+                        "vxlan0",
+                        "dst",
+                        &node_vtep_ip(i),
+                        "self",
+                        "permanent",
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The remote VTEPs node `i` knows: every other node, and the bare-metal server.
+    pub fn vteps_for(&self, i: usize) -> Vec<RemoteVtep> {
+        let mut v: Vec<RemoteVtep> = (0..self.nodes.len())
+            .filter(|&j| j != i)
+            .map(|j| RemoteVtep {
+                id: u32::try_from(j + 1).unwrap_or(u32::MAX),
+                ip: node_vtep_ip(j),
+                next_hop_mac: node_vtep_mac(j),
+            })
+            .collect();
+        v.push(RemoteVtep {
+            id: BARE_METAL_VTEP,
+            ip: BARE_METAL_UNDERLAY_IP.into(),
+            next_hop_mac: BARE_METAL_UNDERLAY_MAC.into(),
+        });
+        v
+    }
+
+    /// The remote endpoints node `i` knows: the other nodes' pods and the bare-metal server.
+    pub fn remotes_for(&self, i: usize) -> Vec<RemoteEndpoint> {
+        let mut r = Vec::new();
+        for (j, node) in self.nodes.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            for p in &node.pods {
+                r.push(RemoteEndpoint {
+                    vtep: u32::try_from(j + 1).unwrap_or(u32::MAX),
+                    namespace: p.namespace.clone(),
+                    name: p.short.clone(),
+                    kind: "pod".into(),
+                    mac: p.mac.clone(),
+                    ip: p.ip.clone(),
+                    labels: p.labels.clone(),
+                });
+            }
+        }
+        r.push(RemoteEndpoint {
+            vtep: BARE_METAL_VTEP,
+            namespace: self.bare_metal_namespace.clone(),
+            name: "server".into(),
+            kind: "bare-metal".into(),
+            mac: BARE_METAL_MAC.into(),
+            ip: BARE_METAL_IP.into(),
+            labels: self.bare_metal_labels.clone(),
+        });
+        r
+    }
+
+    /// The `[uplink]` (and, when `remotes`, `[[vteps]]` and `[[remote_endpoints]]`) TOML of
+    /// node `i`.
+    pub fn overlay_toml(&self, i: usize, remotes: bool) -> String {
+        let mut t = format!(
+            "\n[uplink]\ninterface = \"uplink\"\nport = {UPLINK_PORT}\nvtep_ip = \"{}\"\n\
+             vtep_mac = \"{}\"\nunderlay_mtu = {}\nvnis = [{CLUSTER_VNI}]\n\n",
+            node_vtep_ip(i),
+            node_vtep_mac(i),
+            self.underlay_mtu
+        );
+        if !remotes {
+            return t;
+        }
+        for v in self.vteps_for(i) {
+            let _ = write!(
+                t,
+                "[[vteps]]\nid = {}\nip = \"{}\"\nnext_hop_mac = \"{}\"\nvni = {CLUSTER_VNI}\n\n",
+                v.id, v.ip, v.next_hop_mac
+            );
+        }
+        for r in self.remotes_for(i) {
+            let l: Vec<String> = r
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k} = \"{v}\""))
+                .collect();
+            let _ = write!(
+                t,
+                "[[remote_endpoints]]\nvtep = {}\nmac = \"{}\"\nips = [\"{}\"]\nnamespace = \"{}\"\n\
+                 name = \"{}\"\nkind = \"{}\"\nlabels = {{ {} }}\n\n",
+                r.vtep,
+                r.mac,
+                r.ip,
+                r.namespace,
+                r.name,
+                r.kind,
+                l.join(", ")
+            );
+        }
+        t
+    }
+
+    /// Sets the same namespaces (with labels) and policy on every node.
+    pub fn set_policy(&mut self, namespaces: &[(&str, &[(&str, &str)])], yaml: Option<&str>) {
+        for n in &mut self.nodes {
+            n.namespaces = namespaces
+                .iter()
+                .map(|(ns, l)| {
+                    (
+                        (*ns).to_owned(),
+                        l.iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                            .collect(),
+                    )
+                })
+                .collect();
+            n.policy_yaml = yaml.map(str::to_owned);
+        }
+    }
+
+    /// Starts every node's daemon. Nodes with `control` set get only the `[uplink]` from the
+    /// file (control mode installs VTEPs and remote endpoints over the socket); the others get
+    /// every VTEP and remote endpoint statically.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.nodes.len() {
+            let remotes = !self.nodes[i].control;
+            let t = self.overlay_toml(i, remotes);
+            self.nodes[i].extra_toml.push_str(&t);
+            self.nodes[i].start()?;
+        }
+        Ok(())
+    }
+
+    /// The pod named `short`, on whichever node it lives.
+    pub fn pod(&self, short: &str) -> &Pod {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.pods.iter())
+            .find(|p| p.short == short)
+            .expect("pod exists")
+    }
+
+    /// Starts a server script (`TCP_SERVER`/`UDP_SERVER`) on the bare-metal server.
+    pub fn bare_metal_server(&self, script: &str, port: u16) -> anyhow::Result<Child> {
+        let mut child = self
+            .bare_metal
+            .spawn("python3", &["-u", "-c", script, &port.to_string()])?;
+        let out = child.stdout.take().context("server stdout")?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+        ensure!(
+            line.starts_with("listening"),
+            "server did not start: {line:?}"
+        );
+        Ok(child)
+    }
 }
