@@ -814,6 +814,15 @@ pod = "b"
             }
         }
         assert!(seen >= 1, "no configs/node*.toml found");
+        // The cluster's nodes (scripts/cluster): each knows the two others and the server.
+        for i in 0..3 {
+            let c = Config::load(&dir.join(format!("cluster-node{i}.toml")))
+                .expect("cluster config loads");
+            let st = c.build_state(1).expect("cluster config compiles");
+            assert_eq!(c.vteps.len(), 3);
+            assert_eq!(c.remote_endpoints.len(), 3);
+            assert_eq!(st.overlay().pod_mtu(), 1500, "underlay 1550 - 50");
+        }
         let demo = Config::load(&dir.join("demo/node.toml")).expect("demo config loads");
         let st = demo.build_state(1).expect("demo config compiles");
         // The demo's policy is loaded: db is isolated, web -> db:8080 allowed, cache -> db denied.
