@@ -64,18 +64,29 @@ impl Index {
         }
     }
 
-    /// The home slot of hash `h`, whose code [`Index::home_code`] extracts when its tag matches
-    /// (the entry a lookup of `h` most likely reads). Used by batches to start the memory loads
-    /// of many packets before processing any of them; correctness never depends on it.
+    /// The home slot of hash `h`. Batches read it for many packets first (independent loads,
+    /// so their misses overlap), then call [`Index::first_tagged`], which finds that line cached.
     #[inline(always)]
     pub(crate) fn home(&self, h: u64) -> &u64 {
         &self.slots[tag(h) as usize & self.mask]
     }
 
-    /// The code held by slot value `v` if its tag is that of hash `h`.
+    /// The first code stored under `h`'s tag along its probe run (the entry a lookup of `h`
+    /// most likely reads), without comparing keys. A hint: correctness never depends on it.
     #[inline(always)]
-    pub(crate) fn home_code(h: u64, v: u64) -> Option<u32> {
-        (v != 0 && (v >> 32) as u32 == tag(h)).then(|| (v as u32).wrapping_sub(1))
+    pub(crate) fn first_tagged(&self, h: u64) -> Option<u32> {
+        let t = tag(h);
+        let mut pos = t as usize & self.mask;
+        loop {
+            let v = self.slots[pos];
+            if v == 0 {
+                return None;
+            }
+            if (v >> 32) as u32 == t {
+                return Some((v as u32).wrapping_sub(1));
+            }
+            pos = (pos + 1) & self.mask;
+        }
     }
 
     /// Stores `code` (below `u32::MAX`) under hash `h`. The caller never exceeds the capacity
