@@ -515,6 +515,9 @@ pub struct Table {
     refusals: [AtomicU64; RefusalReason::COUNT],
     evictions: AtomicU64,
     sweep_cursor: AtomicU64,
+    /// Whether batches start their loads ahead: only when the slab is too large to stay cached
+    /// (a cached table gains nothing and would pay the extra loops).
+    prefetch: bool,
 }
 
 impl Table {
@@ -545,6 +548,8 @@ impl Table {
             refusals: Default::default(),
             evictions: AtomicU64::new(0),
             sweep_cursor: AtomicU64::new(0),
+            prefetch: u64::from(shard_cap) * u64::from(n) * std::mem::size_of::<Entry>() as u64
+                > Self::PREFETCH_ABOVE,
         }
     }
 
@@ -694,6 +699,10 @@ impl Table {
         }
     }
 
+    /// Entry-slab size (bytes) above which batches start loads ahead: beyond a core's L2 and a
+    /// good part of a shared L3, where the table's lines are mostly not cached.
+    const PREFETCH_ABOVE: u64 = 8 << 20;
+
     /// Packets a batch call processes under one set of shard locks. Large enough for the misses
     /// of a group to overlap, small enough that two workers' groups rarely share a shard (16 of
     /// 256 shards) and hold it only briefly.
@@ -749,24 +758,26 @@ impl Table {
         order.sort_unstable();
         let (mut guards, which) = self.lock_group(order);
         // Start every packet's loads (index slot, then the entry it most likely names) before
-        // processing any: the loads are independent, so the CPU overlaps their misses.
-        // Each step is a tight loop of independent loads, so many packets' misses are in
-        // flight at once (a heavy loop body would fill the reorder window after a few).
-        let mut homes: [Option<&u64>; Self::BATCH] = [None; Self::BATCH];
-        for (p, &o) in order.iter().enumerate() {
-            homes[p] = guards[which[p] as usize]
-                .as_deref()
-                .map(|g| g.index.home(hs[(o & 0xff) as usize]));
+        // processing any: the loads are independent, so the CPU overlaps their misses. Each
+        // step is a tight loop of independent loads, so many packets' misses are in flight at
+        // once (a heavy loop body would fill the reorder window after a few).
+        if self.prefetch {
+            let mut homes: [Option<&u64>; Self::BATCH] = [None; Self::BATCH];
+            for (p, &o) in order.iter().enumerate() {
+                homes[p] = guards[which[p] as usize]
+                    .as_deref()
+                    .map(|g| g.index.home(hs[(o & 0xff) as usize]));
+            }
+            std::hint::black_box(homes.iter().flatten().fold(0, |a, &&v| a ^ v));
+            let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
+            for (p, &o) in order.iter().enumerate() {
+                near[p] = guards[which[p] as usize].as_deref().and_then(|g| {
+                    let c = g.index.first_tagged(hs[(o & 0xff) as usize])?;
+                    g.entries.get((c >> 1) as usize)
+                });
+            }
+            std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
         }
-        std::hint::black_box(homes.iter().flatten().fold(0, |a, &&v| a ^ v));
-        let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
-        for (p, &o) in order.iter().enumerate() {
-            near[p] = guards[which[p] as usize].as_deref().and_then(|g| {
-                let c = g.index.first_tagged(hs[(o & 0xff) as usize])?;
-                g.entries.get((c >> 1) as usize)
-            });
-        }
-        std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
         let mut pending = Pending::default();
         let mut redirected = [u32::MAX; Self::BATCH];
         for (p, &o) in order.iter().enumerate() {
@@ -828,14 +839,16 @@ impl Table {
         order.sort_unstable();
         let (mut guards, which) = self.lock_group(order);
         // Start every entry's loads in one tight loop (see `lookup_group`).
-        let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
-        for (p, &o) in order.iter().enumerate() {
-            let slot = packets[(o & 0xff) as usize].0.slot as usize;
-            near[p] = guards[which[p] as usize]
-                .as_deref()
-                .and_then(|g| g.entries.get(slot));
+        if self.prefetch {
+            let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
+            for (p, &o) in order.iter().enumerate() {
+                let slot = packets[(o & 0xff) as usize].0.slot as usize;
+                near[p] = guards[which[p] as usize]
+                    .as_deref()
+                    .and_then(|g| g.entries.get(slot));
+            }
+            std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
         }
-        std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
         let mut pending = Pending::default();
         for (p, &o) in order.iter().enumerate() {
             let i = (o & 0xff) as usize;
