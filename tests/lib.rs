@@ -815,6 +815,8 @@ pub struct RemoteEndpoint {
     pub mac: String,
     pub ip: String,
     pub labels: Vec<(String, String)>,
+    /// Named TCP ports (policies naming a port resolve it on the sending node too).
+    pub named_ports: Vec<(String, u16)>,
 }
 
 /// A simulated cluster: node namespaces, each running its own daemon with its own pods, joined
@@ -1088,6 +1090,7 @@ impl Cluster {
                     mac: p.mac.clone(),
                     ip: p.ip.clone(),
                     labels: p.labels.clone(),
+                    named_ports: p.named_ports.clone(),
                 });
             }
         }
@@ -1099,6 +1102,7 @@ impl Cluster {
             mac: BARE_METAL_MAC.into(),
             ip: BARE_METAL_IP.into(),
             labels: self.bare_metal_labels.clone(),
+            named_ports: Vec::new(),
         });
         r
     }
@@ -1141,6 +1145,14 @@ impl Cluster {
                 r.kind,
                 l.join(", ")
             );
+            if !r.named_ports.is_empty() {
+                let np: Vec<String> = r
+                    .named_ports
+                    .iter()
+                    .map(|(n, port)| format!("{{ name = \"{n}\", port = {port} }}"))
+                    .collect();
+                let _ = writeln!(t, "named_ports = [{}]\n", np.join(", "));
+            }
         }
         t
     }

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use podswitch_control::Client;
-use podswitch_control::proto::{Kind, Mac, Reply, Request, VtepSpec};
+use podswitch_control::proto::{Kind, Mac, NamedPort, Reply, Request, VtepSpec};
 use podswitch_e2e::{
     BARE_METAL_IP, CLUSTER_VNI, Cluster, Node, Pod, TCP_CLIENT, TCP_SERVER, UDP_SERVER, drops,
     node_vtep_ip, pod,
@@ -27,7 +27,10 @@ use podswitch_e2e::{
 fn pods() -> Vec<Vec<Pod>> {
     vec![
         vec![pod("a1", 1, "blue"), pod("x1", 2, "red")],
-        vec![pod("a2", 21, "blue"), pod("x2", 22, "red")],
+        vec![
+            pod("a2", 21, "blue").named_port("web", 7000),
+            pod("x2", 22, "red"),
+        ],
         vec![pod("a3", 41, "blue")],
     ]
 }
@@ -242,7 +245,7 @@ fn traffic_across_nodes_and_with_the_kernel_vxlan_peer() -> anyhow::Result<()> {
 }
 
 const POLICY: &str = r"
-# a2: same-namespace peers by label, red by namespace, the server by its labels (port 7000)
+# a2: same-namespace peers by label (on its named port web = 7000), red by namespace, the server by its labels (port 7000)
 # and by ipBlock (port 7001). Nothing reaches port 7002.
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -252,7 +255,7 @@ spec:
   policyTypes: [Ingress]
   ingress:
     - from: [ { podSelector: { matchLabels: { app: a1 } } } ]
-      ports: [ { protocol: TCP, port: 7000 } ]
+      ports: [ { protocol: TCP, port: web } ]
     - from: [ { namespaceSelector: { matchLabels: { team: red } } } ]
       ports: [ { protocol: TCP, port: 7000 } ]
     - from:
@@ -442,7 +445,15 @@ fn install_over_socket(c: &Cluster, i: usize) -> anyhow::Result<Client> {
                 mac: mac(&r.mac)?,
                 ips: vec![r.ip.parse()?],
                 labels: r.labels.into_iter().collect(),
-                ports: Vec::new(),
+                ports: r
+                    .named_ports
+                    .into_iter()
+                    .map(|(name, port)| NamedPort {
+                        name: Some(name),
+                        protocol: "TCP".into(),
+                        port,
+                    })
+                    .collect(),
             }),
         )?;
     }
@@ -477,25 +488,40 @@ fn remote_endpoints_installed_over_the_control_socket() -> anyhow::Result<()> {
         .run("ping", &["-c", "2", "-i", "0.2", "-W", "2", &c1.ip])?;
     assert!(bm.status.success(), "server -> c1");
 
-    // A policy applied over every node's socket: c2 accepts only the server, by its labels.
+    // A policy applied over node 1's socket only, so that nothing but the receiving node can
+    // enforce it: c2 accepts c1 (a remote pod: its labels came with remote_add) on port 7000,
+    // and the server (by its labels) on any port.
     let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
                   metadata: { name: c2-in, namespace: blue }\n\
                   spec: { podSelector: { matchLabels: { app: c2 } }, policyTypes: [Ingress],\n\
-                  ingress: [ { from: [ { namespaceSelector: {}, podSelector: { matchLabels: { role: bare-metal } } } ] } ] }\n";
-    for cl in &mut clients {
-        let g = cl
-            .policy_apply(policy)
-            .map_err(|e| anyhow::anyhow!("policy_apply: {e}"))?;
-        cl.wait(g, Duration::from_secs(10))
-            .map_err(|e| anyhow::anyhow!("wait: {e}"))?;
-    }
+                  ingress: [ { from: [ { podSelector: { matchLabels: { app: c1 } } } ],\n\
+                  ports: [ { protocol: TCP, port: 7000 } ] },\n\
+                  { from: [ { namespaceSelector: {}, podSelector: { matchLabels: { role: bare-metal } } } ] } ] }\n";
+    let g = clients[1]
+        .policy_apply(policy)
+        .map_err(|e| anyhow::anyhow!("policy_apply: {e}"))?;
+    clients[1]
+        .wait(g, Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("wait: {e}"))?;
+    let _other = c2.tcp_server(7001)?;
     assert!(
-        c1.tcp_send(&c2.ip, 7000, 1000, 1.5)?.is_none(),
-        "c1 -> c2 denied"
+        c1.tcp_send(&c2.ip, 7000, 256 << 10, 10.0)?.is_some(),
+        "c1 -> c2:7000 allowed by c1's remote labels"
+    );
+    let before = total_drops(&c, "policy_denied")?;
+    assert!(
+        c1.tcp_send(&c2.ip, 7001, 1000, 1.5)?.is_none(),
+        "c1 -> c2:7001 denied"
+    );
+    wait_drop(&c, 1, "policy_denied", before[1])?;
+    assert_eq!(
+        drops(&c.nodes[0].stats()?, "policy_denied"),
+        before[0],
+        "the sending node has no policy"
     );
     assert!(
-        bare_metal_tcp_send(&c, &c2.ip, 7000, 256 << 10)?,
-        "server -> c2 allowed"
+        bare_metal_tcp_send(&c, &c2.ip, 7001, 256 << 10)?,
+        "server -> c2 allowed by its labels"
     );
     Ok(())
 }

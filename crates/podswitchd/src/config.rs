@@ -137,6 +137,10 @@ pub struct RemoteConfig {
     pub kind: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Its named container ports: a policy naming a port (`port: http`) resolves it against the
+    /// destination's ports on the sending node too, so a remote pod needs them here.
+    #[serde(default)]
+    pub named_ports: Vec<NamedPort>,
 }
 
 /// How workers wait for frames.
@@ -493,8 +497,14 @@ impl Config {
             }
         }
         for r in &self.remote_endpoints {
-            parse_mac(&r.mac).with_context(|| format!("remote {}/{}", r.namespace, r.name))?;
+            let what = || format!("remote {}/{}", r.namespace, r.name);
+            parse_mac(&r.mac).with_context(what)?;
             kind(&r.kind)?;
+            for np in &r.named_ports {
+                Protocol::parse(&np.protocol).with_context(|| {
+                    format!("{}: protocol {:?} (TCP, UDP or SCTP)", what(), np.protocol)
+                })?;
+            }
         }
         for p in &self.ports {
             let what = || format!("port {} ({})", p.port, p.interface);
@@ -605,15 +615,7 @@ impl Config {
             engine.upsert_namespace(&ns.name, ns.labels.clone());
         }
         for p in &self.ports {
-            let ports = p
-                .named_ports
-                .iter()
-                .map(|np| ContainerPort {
-                    name: Some(np.name.clone()),
-                    protocol: Protocol::parse(&np.protocol).unwrap_or(Protocol::Tcp),
-                    port: np.port,
-                })
-                .collect();
+            let ports = container_ports(&p.named_ports);
             engine
                 .upsert_endpoint(&Endpoint {
                     namespace: p.namespace.clone(),
@@ -633,7 +635,7 @@ impl Config {
                     kind: kind(&r.kind)?,
                     labels: r.labels.clone(),
                     addrs: r.ips.clone(),
-                    ports: Vec::new(),
+                    ports: container_ports(&r.named_ports),
                 })
                 .with_context(|| format!("remote {}/{}", r.namespace, r.name))?;
         }
@@ -696,6 +698,18 @@ impl Config {
         }
         out
     }
+}
+
+/// The policy engine's view of named ports (protocols were checked by `validate`).
+fn container_ports(named: &[NamedPort]) -> Vec<ContainerPort> {
+    named
+        .iter()
+        .map(|np| ContainerPort {
+            name: Some(np.name.clone()),
+            protocol: Protocol::parse(&np.protocol).unwrap_or(Protocol::Tcp),
+            port: np.port,
+        })
+        .collect()
 }
 
 fn kind(s: &str) -> anyhow::Result<EndpointKind> {
@@ -768,6 +782,40 @@ pod = "b"
     fn duplicate_address_is_a_state_error() {
         let c = Config::from_toml(&MINIMAL.replace("10.0.0.3", "10.0.0.2")).expect("parses");
         assert!(c.build_state(1).is_err());
+    }
+
+    #[test]
+    fn remote_named_ports_resolve_on_the_sending_node() {
+        let text = format!(
+            "{MINIMAL}\n[uplink]\nvtep_ip = \"192.168.1.1\"\nvtep_mac = \"02:00:00:00:00:aa\"\n\n\
+             [[vteps]]\nid = 1\nip = \"192.168.1.2\"\nnext_hop_mac = \"02:00:00:00:00:bb\"\nvni = 100\n\n\
+             [[remote_endpoints]]\nvtep = 1\nmac = \"02:00:00:00:0b:01\"\nips = [\"10.0.0.9\"]\n\
+             namespace = \"web\"\nname = \"far\"\nlabels = {{ app = \"far\" }}\n\
+             named_ports = [{{ name = \"api\", port = 9000 }}]\n"
+        );
+        let c = Config::from_toml(&text).expect("valid");
+        let mut engine = c.policy_engine().expect("engine");
+        let objects = parse_objects(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: { name: far-api, namespace: web }\n\
+             spec: { podSelector: { matchLabels: { app: far } }, policyTypes: [Ingress],\n\
+             ingress: [ { ports: [ { port: api } ] } ] }\n",
+        )
+        .expect("policy");
+        apply(&mut engine, &objects).expect("applies");
+        let p = engine.commit();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        // Local pod a -> remote far: the remote's ingress rule names its port `api` = 9000.
+        assert!(
+            p.verdict(ip("10.0.0.2"), ip("10.0.0.9"), Protocol::Tcp, 9000)
+                .is_allowed()
+        );
+        assert!(
+            !p.verdict(ip("10.0.0.2"), ip("10.0.0.9"), Protocol::Tcp, 9001)
+                .is_allowed()
+        );
+        let bad = text.replace("port = 9000 }", "port = 9000, protocol = \"ICMP\" }");
+        assert!(Config::from_toml(&bad).is_err());
     }
 
     #[test]
