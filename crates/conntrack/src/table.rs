@@ -663,15 +663,21 @@ impl Table {
     /// [`lookup`](Self::lookup) for many packets: `out[i]` receives the classification of
     /// `metas[i]`, exactly as `lookup` would have returned it (`min(len)` packets are processed).
     ///
-    /// Faster than one `lookup` per packet: packets are taken in groups of [`Table::BATCH`]; a
-    /// group locks each shard it touches once (in ascending shard order), starts the memory loads
-    /// of every packet's index slot and entry before processing any (so cache misses overlap
-    /// instead of queueing behind each lock's atomic instruction), then processes the packets.
-    /// Packets of one connection keep their relative order; the reply direction of a connection
-    /// whose NAT moved it to another shard is resolved after the group's locks are released.
-    /// Never allocates unless a group removes several NAT-redirected entries.
+    /// Faster than one `lookup` per packet. On a table too large to stay cached, packets are
+    /// taken in groups of [`Table::BATCH`]: a group locks each shard it touches once (in
+    /// ascending shard order), starts the memory loads of every packet's index slot and entry
+    /// before processing any (so cache misses overlap instead of queueing behind each lock's
+    /// atomic instruction), then processes the packets. Packets of one connection keep their
+    /// relative order; the reply direction of a connection whose NAT moved it to another shard
+    /// is resolved after the group's locks are released. On a smaller table packets are
+    /// processed in order, and consecutive packets of one shard (a burst of one flow) share one
+    /// lock. Never allocates unless a batch removes several NAT-redirected entries.
     pub fn lookup_batch(&self, metas: &[PacketMeta], now: Instant, out: &mut [Lookup]) {
         let n = metas.len().min(out.len());
+        if !self.prefetch {
+            self.lookup_run(&metas[..n], now, &mut out[..n]);
+            return;
+        }
         for (m, o) in metas[..n]
             .chunks(Self::BATCH)
             .zip(out[..n].chunks_mut(Self::BATCH))
@@ -691,12 +697,97 @@ impl Table {
         out: &mut [Option<Lookup>],
     ) {
         let n = packets.len().min(out.len());
+        if !self.prefetch {
+            self.update_run(&packets[..n], now, &mut out[..n]);
+            return;
+        }
         for (p, o) in packets[..n]
             .chunks(Self::BATCH)
             .zip(out[..n].chunks_mut(Self::BATCH))
         {
             self.update_group(p, now, o);
         }
+    }
+
+    /// `lookup` packet by packet, keeping a shard's lock while consecutive packets hash to it.
+    /// One lock at a time, like every non-batch operation.
+    fn lookup_run(&self, metas: &[PacketMeta], now: Instant, out: &mut [Lookup]) {
+        let mut pending = Pending::default();
+        let mut held: Option<(usize, MutexGuard<'_, Shard>)> = None;
+        for (meta, o) in metas.iter().zip(out.iter_mut()) {
+            let key = match meta.key() {
+                Ok(k) => k,
+                Err(r) => {
+                    drop(held.take());
+                    *o = self.count_invalid_keyless(r);
+                    continue;
+                }
+            };
+            let (s, t) = hashes(self.seed, &key);
+            let si = self.shard_index(s);
+            let g = match &mut held {
+                Some((h, g)) if *h == si => g,
+                _ => {
+                    drop(held.take());
+                    &mut held.insert((si, self.lock(si))).1
+                }
+            };
+            g.stats.lookups += 1;
+            if let Some((slot, d)) = g.find(t, &key) {
+                // The common case first, as in `lookup`.
+                *o = self.hit(g, si, slot, d, meta, now, &mut pending);
+                continue;
+            }
+            match g.find_redirect(t, &key) {
+                None => *o = self.miss(g, meta),
+                Some(r) => {
+                    drop(held.take());
+                    let ri = r as usize & self.mask;
+                    let mut g = self.lock(ri);
+                    *o = match self.step(&mut g, ri, &key, t, meta, now, false, &mut pending) {
+                        Step::Done(l) => l,
+                        Step::Redirect(_) => self.miss(&mut g, meta),
+                    };
+                }
+            }
+        }
+        drop(held);
+        self.flush_pending(&pending);
+    }
+
+    /// `update` packet by packet, keeping a shard's lock while consecutive handles name it.
+    fn update_run(
+        &self,
+        packets: &[(Handle, PacketMeta)],
+        now: Instant,
+        out: &mut [Option<Lookup>],
+    ) {
+        let mut pending = Pending::default();
+        let mut held: Option<(usize, MutexGuard<'_, Shard>)> = None;
+        for ((h, meta), o) in packets.iter().zip(out.iter_mut()) {
+            *o = None;
+            let si = h.shard as usize;
+            if si > self.mask || matches!(meta.l4, L4::IcmpError { .. }) {
+                continue;
+            }
+            let Ok(key) = meta.key() else { continue };
+            let g = match &mut held {
+                Some((s, g)) if *s == si => g,
+                _ => {
+                    drop(held.take());
+                    &mut held.insert((si, self.lock(si))).1
+                }
+            };
+            let d = h.direction.index();
+            match g.entries.get(h.slot as usize) {
+                Some(e) if e.in_use && e.generation == h.generation && e.keys[d] == key => {}
+                _ => continue,
+            }
+            g.stats.lookups += 1;
+            *o = Some(self.hit(g, si, h.slot, d, meta, now, &mut pending));
+        }
+        drop(held);
+        self.flush_pending(&pending);
     }
 
     /// Entry-slab size (bytes) above which batches start loads ahead: beyond a core's L2 and a
