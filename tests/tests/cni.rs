@@ -5,6 +5,9 @@
 //!
 //! The namespace's subnet is the test node's gateway subnet (10.30.0.0/24, first host
 //! [`GATEWAY`]), so the pods' default route goes via the address the switch answers ARP for.
+//! A second test gives two namespaces subnets of their own: each pod's gateway is its subnet's
+//! first host (not the node's router gateway), and traffic between the namespaces is routed
+//! through those gateways.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -254,6 +257,90 @@ fn two_cni_pods_talk_through_the_daemon() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("health: {e}"))?;
     assert_eq!(h.endpoints, 0);
     assert!(!ping(&nss[0], &b), "no path after DEL");
+    Ok(())
+}
+
+/// Namespaces with subnets of their own: the plugin hands each pod its subnet's first host as
+/// the gateway (≠ the node's router gateway), the switch answers ARP for every such gateway, and
+/// pods in different namespaces reach each other routed through them.
+#[test]
+fn namespaces_with_their_own_subnet_gateways_route_between_them() -> anyhow::Result<()> {
+    let mut node = Node::up(Vec::new())?;
+    node.control = true;
+    node.start()?;
+    let socket = node.socket_path();
+    let mut client = Client::connect(&socket).map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+    let subnets = [
+        ("gwa", "10.41.0.0/24", "10.41.0.1"),
+        ("gwb", "10.42.0.0/24", "10.42.0.1"),
+    ];
+    for (ns, subnet, _) in subnets {
+        client
+            .namespace_create(ns, [("team".into(), ns.into())].into(), Some(subnet), None)
+            .map_err(|e| anyhow::anyhow!("namespace_create {ns}: {e}"))?;
+    }
+    let conf = plugin_config(&socket);
+    let prefix = unique_prefix();
+    let nss = [
+        Netns::new(&format!("{prefix}a"))?,
+        Netns::new(&format!("{prefix}b"))?,
+    ];
+    let mut added = Vec::new();
+    let mut ips = Vec::new();
+    for (ns, (k8s_ns, _, gateway)) in nss.iter().zip(subnets) {
+        let netns = format!("/var/run/netns/{}", ns.name);
+        let cid = format!("{}cid", ns.name);
+        let args = format!("K8S_POD_NAMESPACE={k8s_ns};K8S_POD_NAME=pod");
+        let vars = [
+            ("CNI_CONTAINERID", cid.as_str()),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args.as_str()),
+        ];
+        let (ok, r, raw) = cni("ADD", &vars, &conf);
+        anyhow::ensure!(ok, "ADD in {k8s_ns}: {raw}");
+        assert_eq!(r["ips"][0]["gateway"], gateway, "{r}");
+        assert_ne!(gateway, GATEWAY);
+        let addr = r["ips"][0]["address"].as_str().unwrap_or_default();
+        ips.push(addr.split('/').next().unwrap_or_default().to_owned());
+        added.push((cid, netns, args));
+    }
+    let h = client
+        .health()
+        .map_err(|e| anyhow::anyhow!("health: {e}"))?;
+    client
+        .wait(h.generation, Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("wait: {e}"))?;
+    // Different /24s: each pod must resolve its own gateway and be routed by the switch.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !ping(&nss[0], &ips[1]) {
+        anyhow::ensure!(
+            Instant::now() < end,
+            "gwa/pod never reached gwb/pod ({})",
+            ips[1]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ping(&nss[1], &ips[0]), "gwb/pod reaches gwa/pod");
+    for (ns, (_, _, gateway)) in nss.iter().zip(subnets) {
+        let neigh = ns.sh("ip", &["neigh", "show", gateway, "dev", "eth0"])?;
+        assert!(
+            neigh
+                .to_ascii_lowercase()
+                .contains(podswitch_e2e::ROUTER_MAC),
+            "{gateway} resolved to the switch's router MAC: {neigh:?}"
+        );
+    }
+    for (cid, netns, args) in &added {
+        let vars = [
+            ("CNI_CONTAINERID", cid.as_str()),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args.as_str()),
+        ];
+        let (ok, _, raw) = cni("DEL", &vars, &conf);
+        assert!(ok, "DEL: {raw}");
+    }
     Ok(())
 }
 
