@@ -802,6 +802,8 @@ pub struct RemoteVtep {
     pub id: u32,
     pub ip: String,
     pub next_hop_mac: String,
+    /// VXLAN-GBP (the Group Based Policy header extension).
+    pub gbp: bool,
 }
 
 /// A remote endpoint as a node sees it (a pod on another node, or the bare-metal server).
@@ -839,12 +841,23 @@ pub struct Cluster {
     /// The server's Kubernetes namespace and labels as the nodes register it.
     pub bare_metal_namespace: String,
     pub bare_metal_labels: Vec<(String, String)>,
+    /// The server's `vxlan0` has the kernel's `gbp` flag (and nodes mark its VTEP `gbp`).
+    pub bare_metal_gbp: bool,
 }
 
 impl Cluster {
     /// Builds the topology (one node per entry of `pods`; pod ids and so addresses must be
     /// unique across the cluster); daemons are not started (see [`Cluster::start`]).
     pub fn up(pods: Vec<Vec<Pod>>, underlay_mtu: u16) -> anyhow::Result<Cluster> {
+        Cluster::build(pods, underlay_mtu, false)
+    }
+
+    /// Like [`Cluster::up`], with the server's kernel vxlan device speaking VXLAN-GBP (`gbp`).
+    pub fn up_gbp(pods: Vec<Vec<Pod>>, underlay_mtu: u16) -> anyhow::Result<Cluster> {
+        Cluster::build(pods, underlay_mtu, true)
+    }
+
+    fn build(pods: Vec<Vec<Pod>>, underlay_mtu: u16, gbp: bool) -> anyhow::Result<Cluster> {
         require_root();
         let prefix = unique_prefix();
         let underlay = Netns::new(&format!("{prefix}u"))?;
@@ -857,6 +870,7 @@ impl Cluster {
             underlay_mtu,
             bare_metal_namespace: "default".into(),
             bare_metal_labels: vec![("role".into(), "bare-metal".into())],
+            bare_metal_gbp: gbp,
         };
         let mtu = underlay_mtu.to_string();
         for ns in [&c.underlay, &c.bare_metal] {
@@ -971,25 +985,27 @@ impl Cluster {
                 ],
             )?;
         }
-        b.sh(
-            "ip",
-            &[
-                "link",
-                "add",
-                "vxlan0",
-                "type",
-                "vxlan",
-                "id",
-                &CLUSTER_VNI.to_string(),
-                "local",
-                BARE_METAL_UNDERLAY_IP,
-                "dstport",
-                "4789",
-                "dev",
-                "eth0",
-                "nolearning",
-            ],
-        )?;
+        let vni = CLUSTER_VNI.to_string();
+        let mut vxlan = vec![
+            "link",
+            "add",
+            "vxlan0",
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "local",
+            BARE_METAL_UNDERLAY_IP,
+            "dstport",
+            "4789",
+            "dev",
+            "eth0",
+            "nolearning",
+        ];
+        if self.bare_metal_gbp {
+            vxlan.push("gbp");
+        }
+        b.sh("ip", &vxlan)?;
         let inner_mtu = (self.underlay_mtu - 50).to_string();
         b.sh(
             "ip",
@@ -1064,12 +1080,14 @@ impl Cluster {
                 id: u32::try_from(j + 1).unwrap_or(u32::MAX),
                 ip: node_vtep_ip(j),
                 next_hop_mac: node_vtep_mac(j),
+                gbp: false,
             })
             .collect();
         v.push(RemoteVtep {
             id: BARE_METAL_VTEP,
             ip: BARE_METAL_UNDERLAY_IP.into(),
             next_hop_mac: BARE_METAL_UNDERLAY_MAC.into(),
+            gbp: self.bare_metal_gbp,
         });
         v
     }
@@ -1123,8 +1141,9 @@ impl Cluster {
         for v in self.vteps_for(i) {
             let _ = write!(
                 t,
-                "[[vteps]]\nid = {}\nip = \"{}\"\nnext_hop_mac = \"{}\"\nvni = {CLUSTER_VNI}\n\n",
-                v.id, v.ip, v.next_hop_mac
+                "[[vteps]]\nid = {}\nip = \"{}\"\nnext_hop_mac = \"{}\"\nvni = {CLUSTER_VNI}\n\
+                 gbp = {}\n\n",
+                v.id, v.ip, v.next_hop_mac, v.gbp
             );
         }
         for r in self.remotes_for(i) {

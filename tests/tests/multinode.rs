@@ -16,6 +16,8 @@ use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use podswitch_control::Client;
 use podswitch_control::proto::{Kind, Mac, NamedPort, Reply, Request, VtepSpec};
 use podswitch_e2e::{
@@ -63,6 +65,40 @@ fn bare_metal_tcp_send(c: &Cluster, ip: &str, port: u16, size: usize) -> anyhow:
     Ok(o.status.success())
 }
 
+/// Starts a 4-second tshark capture on the underlay bridge into `pcap`; returns once it runs.
+fn start_capture(c: &Cluster, pcap: &std::path::Path) -> anyhow::Result<std::process::Child> {
+    let mut tshark = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &c.underlay.name,
+            "tshark",
+            "-i",
+            "br0",
+            "-a",
+        ])
+        .arg("duration:4")
+        .arg("-w")
+        .arg(pcap)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let err = tshark.stderr.take().context("tshark stderr")?;
+    let mut lines = std::io::BufReader::new(err).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("Capturing on") => {
+                // tshark says so a moment before its first packet is written.
+                std::thread::sleep(Duration::from_millis(500));
+                return Ok(tshark);
+            }
+            Some(Ok(_)) => {}
+            _ => anyhow::bail!("tshark did not start"),
+        }
+    }
+}
+
 fn total_drops(c: &Cluster, reason: &str) -> anyhow::Result<Vec<u64>> {
     c.nodes
         .iter()
@@ -85,36 +121,8 @@ fn traffic_across_nodes_and_with_the_kernel_vxlan_peer() -> anyhow::Result<()> {
     let (a1, a2, a3) = (c.pod("a1"), c.pod("a2"), c.pod("a3"));
 
     // The underlay capture runs while the first pings cross it.
-    let dir = c.nodes[0].dir.clone();
-    let pcap = dir.join("underlay.pcapng");
-    let mut tshark = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &c.underlay.name,
-            "tshark",
-            "-i",
-            "br0",
-            "-a",
-        ])
-        .arg("duration:4")
-        .arg("-w")
-        .arg(&pcap)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    {
-        let err = tshark.stderr.take().expect("stderr");
-        let mut lines = std::io::BufReader::new(err).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("Capturing on") => break,
-                Some(Ok(_)) => {}
-                _ => anyhow::bail!("tshark did not start"),
-            }
-        }
-    }
+    let pcap = c.nodes[0].dir.join("underlay.pcapng");
+    let mut tshark = start_capture(&c, &pcap)?;
     assert!(a1.ping(&a2.ip, 3)?, "node 0 -> node 1");
     assert!(a3.ping(&a1.ip, 3)?, "node 2 -> node 0");
     let status = tshark.wait()?;
@@ -480,7 +488,21 @@ fn remote_endpoints_installed_over_the_control_socket() -> anyhow::Result<()> {
     let mut clients = (0..2)
         .map(|i| install_over_socket(&c, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    assert!(c1.ping(&c2.ip, 2)?, "c1 -> c2 after remote_add");
+    // The failed resolution above left a FAILED neighbour entry the kernel may keep a while.
+    c1.ns().sh("ip", &["neigh", "flush", "dev", "eth0"])?;
+    if !c1.ping(&c2.ip, 2)? {
+        let n: Vec<_> = c
+            .nodes
+            .iter()
+            .map(|n| n.stats().unwrap_or_default())
+            .collect();
+        let neigh = c1.ns().sh("ip", &["neigh"])?;
+        anyhow::bail!(
+            "c1 -> c2 after remote_add failed; neigh {neigh}\n{:#}\n{:#}",
+            n[0]["drops"],
+            n[1]["drops"]
+        );
+    }
     let _srv = c2.tcp_server(7000)?;
     assert!(c1.tcp_send(&c2.ip, 7000, 1 << 20, 10.0)?.is_some());
     let bm = c
@@ -588,5 +610,61 @@ fn pod_mtu_and_path_mtu_discovery_across_nodes() -> anyhow::Result<()> {
         out.contains("1450") || err.contains("1450"),
         "ping reports mtu 1450: {out} {err}"
     );
+    Ok(())
+}
+
+/// Optional VXLAN-GBP: the server's kernel vxlan device has the `gbp` flag and marks its pings
+/// (`ping -m 42` sets the socket mark, which the kernel writes as the Group Policy ID). The switch
+/// decapsulates GBP headers and reads the group (not used for policy yet); it writes none itself
+/// (the datapath passes no group to encap), which the kernel accepts.
+#[test]
+fn kernel_vxlan_gbp_peer() -> anyhow::Result<()> {
+    let mut c = Cluster::up_gbp(vec![vec![pod("g1", 1, "blue")]], 1550)?;
+    c.start()?;
+    let g1 = c.pod("g1");
+    let pcap = c.nodes[0].dir.join("gbp.pcapng");
+    let mut tshark = start_capture(&c, &pcap)?;
+    let ping = c.bare_metal.run(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", "-m", "42", &g1.ip],
+    )?;
+    let out = String::from_utf8_lossy(&ping.stdout);
+    assert!(out.contains(" 3 received"), "server (GBP) -> g1: {out}");
+    assert!(g1.ping(BARE_METAL_IP, 2)?, "g1 -> server (GBP)");
+    assert!(tshark.wait()?.success());
+    let fields = podswitch_e2e::sh(
+        "tshark",
+        &[
+            "-r",
+            pcap.to_str().expect("utf-8 path"),
+            "-Y",
+            "vxlan && icmp",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "vxlan.flag_g",
+            "-e",
+            "vxlan.gbp",
+        ],
+    )?;
+    let from_server = format!("{},{BARE_METAL_IP}", podswitch_e2e::BARE_METAL_UNDERLAY_IP);
+    let marked = fields
+        .lines()
+        .filter(|l| l.starts_with(&from_server))
+        .filter(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            matches!(f.get(1), Some(&("True" | "1"))) && f.get(2) == Some(&"42")
+        })
+        .count();
+    assert_eq!(
+        marked, 3,
+        "the server's echo requests carry group 42:\n{fields}"
+    );
+    let s = c.nodes[0].stats()?;
+    for r in ["vxlan_bad_outer", "vxlan_bad_inner", "vxlan_unknown_vtep"] {
+        assert_eq!(drops(&s, r), 0, "{r}: {s:#}");
+    }
     Ok(())
 }
