@@ -2,6 +2,10 @@
 //! `podswitchd` binary started on a generated config, and real tools (ping, ip, python3 for TCP
 //! and UDP traffic) run inside the pods.
 //!
+//! A `Node` runs its daemon in the root namespace (pods' switch-side veth ends there too) or, with
+//! `Node::up_in_netns`, in a namespace of its own; a `Cluster` joins such nodes and a kernel-vxlan
+//! "bare-metal server" namespace over an underlay bridge (the multi-node tests).
+//!
 //! Every resource is owned by a guard whose `Drop` removes it — the daemon process (SIGKILL, then
 //! reaped), each namespace (its processes killed first) and each host-side veth — so a failing
 //! test cleans up too. Names carry a per-test unique prefix `pse<pid><n>` (≤ 15 bytes with the
