@@ -18,10 +18,14 @@
 //! Sans-IO: no clock, thread or socket; every call takes `now` ([`Instant`]), so tests drive a
 //! virtual clock. Thread-safety: [`Table`] is `Send + Sync` and used through `&self`; it is
 //! sharded (a `Mutex` per shard, both directions of a connection hash to the same shard) so a
-//! packet of an established connection takes exactly one uncontended lock.
+//! packet of an established connection takes one uncontended lock at most (a batch shares it
+//! between the packets of a shard).
 //!
 //! Usage by the datapath: per packet, `lookup(&meta, now)` (or `update(handle, &meta, now)` when
-//! the flow cache holds a [`Handle`]); on `New`, evaluate policy and `commit(&meta, nat, now)`;
+//! the flow cache holds a [`Handle`]) — or, cheaper, one [`Table::update_batch`] /
+//! [`Table::lookup_batch`] per receive batch, which shares shard locks between packets and
+//! overlaps the cache misses of a large table; on `New`, evaluate policy and
+//! `commit(&meta, nat, now)`;
 //! apply `Lookup::rewrite` with [`nat::rewrite`]; drop `Invalid`. Housekeeping calls
 //! `sweep(now, budget)` regularly; the control plane uses `entries`, `flush`, `stats`.
 //! Not done here: reading SACK blocks (windows are checked with `sack == ack`, stricter),
