@@ -6,6 +6,7 @@
 //! - `update`: read the four lines of one random entry (what `update` needs), one packet at a
 //!   time (each packet's loads wait for the previous packet's, as behind a mutex's atomic) and
 //!   16 packets at a time (loads of a batch in flight together);
+//!   (`update + write` also writes two of those lines, as processing a packet does);
 //! - `lookup`: read a random index slot, then the entry it names (a dependent load), likewise.
 //!
 //! The difference between these figures at 1 000 and at 1 000 000 entries is what no table
@@ -95,6 +96,23 @@ fn main() {
         for g in entries.chunks(16) {
             for &e in g {
                 acc ^= entry_lines(&slab, e);
+            }
+        }
+        acc
+    });
+    // As `update` does: also write a word of each entry (counters, expiry), so every visited
+    // line is written back to memory later.
+    let written = std::cell::RefCell::new(vec![1u64; slots * ENTRY_WORDS]);
+    report("update + write, 16 at a time", &|| {
+        let mut slab = written.borrow_mut();
+        let mut acc = 0u64;
+        for g in entries.chunks(16) {
+            for &e in g {
+                acc ^= entry_lines(&slab, e);
+            }
+            for &e in g {
+                slab[e * ENTRY_WORDS + 12] = acc;
+                slab[e * ENTRY_WORDS + 24] ^= 1;
             }
         }
         acc
