@@ -1,6 +1,6 @@
 //! A small measurement binary for instruction and cache profiles of the table's packet path
 //! (the criterion bench measures wall time, which a shared machine makes noisy). Usage:
-//! `profile <lookup|update|lookup_batch|update_batch|new|tables> <entries> <ops> [passes] [shards]`; the work to measure runs in the
+//! `profile <lookup|update|lookup_batch|update_batch|new|tables> <entries> <ops> [passes] [shards] [burst]`; the work to measure runs in the
 //! `measure_*` functions, so `valgrind --tool=callgrind --toggle-collect='profile::measure_*'`
 //! counts only it. Mirrors `benches/benches/conntrack.rs` (same tuples, scattered order).
 
@@ -221,7 +221,15 @@ fn main() {
         let shards = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(256);
         let (t, pkts) = established(n, shards);
         let setup = start.elapsed();
-        let w: Vec<_> = pkts.iter().copied().cycle().take(ops).collect();
+        // Optional sixth argument: each packet repeated this many times back to back, as a
+        // burst of one flow arrives in a receive batch (1 by default: every packet another flow).
+        let burst: usize = args.get(6).and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
+        let w: Vec<_> = pkts
+            .iter()
+            .flat_map(|&p| std::iter::repeat_n(p, burst))
+            .cycle()
+            .take(ops)
+            .collect();
         // The batch calls' inputs, built once as a datapath builds them per receive batch.
         let metas: Vec<PacketMeta> = w.iter().map(|&(m, _)| m).collect();
         let items: Vec<(Handle, PacketMeta)> = w.iter().map(|&(m, h)| (h, m)).collect();
