@@ -269,7 +269,8 @@ impl Controller {
             ),
             None => None,
         };
-        let desired = match &store {
+        let mut store = store;
+        let desired = match &mut store {
             Some(s) => s
                 .load()
                 .map_err(|e| ControlError::new(ErrorCode::Persist, e.to_string()))?
@@ -439,7 +440,7 @@ impl Controller {
             })
             .collect();
         if let Some(store) = &mut self.store
-            && let Err(e) = store.save_incremental(&self.desired, dirty)
+            && let Err(e) = store.commit(&self.desired, dirty)
         {
             tracing::error!(error = %e, "persisting desired state failed; changes undone");
             self.undo_to(0);

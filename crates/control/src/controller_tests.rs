@@ -981,7 +981,9 @@ fn persist_failure_changes_nothing() {
     cfg.state_dir = Some(dir.path().to_owned());
     let mut c = Controller::open(cfg, Arc::new(dataplane::NoDataplane), Realised::new(0)).unwrap();
     ns(&mut c, "prod", Some("10.1.0.0/24"), None);
-    // A directory where the temp file goes makes every save fail (even for root).
+    // No journal: every commit writes a snapshot, and a directory where the snapshot's temp file
+    // goes makes every save fail (even for root).
+    c.store.as_mut().unwrap().set_journal_bytes(0);
     let blocker = dir.path().join("state.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     let before = c.desired().clone();
@@ -1012,15 +1014,15 @@ fn persist_failure_changes_nothing() {
         panic!()
     };
     assert_eq!((generation, ips), (2, vec![ip("10.1.0.2")]));
-    // The fragment cache was dropped with the failed save: the file is exactly the state.
-    let store = Store::open(dir.path()).unwrap();
+    // After the failed saves the store holds exactly the state.
+    let mut store = Store::open(dir.path()).unwrap();
     assert_eq!(store.load().unwrap().as_ref(), Some(c.desired()));
 }
 
 #[test]
 fn store_rejects_unknown_format_and_garbage() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
     assert!(store.load().unwrap().is_none());
     std::fs::write(store.path(), br#"{"format": 99, "state": {}}"#).unwrap();
     assert!(matches!(
@@ -1054,7 +1056,7 @@ fn incremental_store_matches_desired_after_every_request() {
     let mut cfg = ControllerConfig::example();
     cfg.state_dir = Some(dir.path().to_owned());
     let mut c = Controller::open(cfg, Arc::new(dataplane::NoDataplane), Realised::new(0)).unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
     let mut reqs = vec![
         Request::NamespaceCreate {
             name: "prod".into(),

@@ -562,7 +562,7 @@ fn store_survives_sigkill() {
         thread::sleep(Duration::from_millis(40 + (round * 37) % 120));
         child.kill().unwrap();
         child.wait().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
         let state = store.load().expect("store loads after SIGKILL");
         let g = state.map_or(0, |s| s.generation);
         assert!(g >= last, "generation went back from {last} to {g}");
