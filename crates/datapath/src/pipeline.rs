@@ -519,6 +519,7 @@ impl Worker {
         let p = batch.packet_mut(i);
         let d = st.overlay.decap(p.frame(), h).map_err(|e| match e {
             podswitch_overlay::DecapError::UnknownVtep => DropReason::VxlanUnknownVtep,
+            podswitch_overlay::DecapError::NotLocal => DropReason::VxlanNotLocal,
             _ => DropReason::VxlanBadOuter,
         })?;
         let tunnel = st.router.tunnel_port_base.wrapping_add(d.vtep);

@@ -67,6 +67,10 @@ pub enum DropReason {
     ConntrackFull,
     /// Outer headers of a VXLAN frame failed the overlay's checks (unknown VNI, bad outer, ...).
     VxlanBadOuter,
+    /// A VXLAN frame for another VTEP: the underlay delivered it to us anyway (a bridge floods
+    /// frames for a MAC it has not learnt yet). Normal in small numbers; kept apart from
+    /// `VxlanBadOuter` so that counter means broken or hostile tunnel traffic.
+    VxlanNotLocal,
     /// The sending VTEP is not known.
     VxlanUnknownVtep,
     /// The inner frame failed to parse.
@@ -83,7 +87,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons (size of per-port drop arrays).
-    pub const COUNT: usize = 31;
+    pub const COUNT: usize = 32;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -111,6 +115,7 @@ impl DropReason {
         DropReason::ConntrackInvalid,
         DropReason::ConntrackFull,
         DropReason::VxlanBadOuter,
+        DropReason::VxlanNotLocal,
         DropReason::VxlanUnknownVtep,
         DropReason::VxlanBadInner,
         DropReason::VxlanSpoofed,
@@ -152,6 +157,7 @@ impl DropReason {
             DropReason::ConntrackInvalid => "conntrack_invalid",
             DropReason::ConntrackFull => "conntrack_full",
             DropReason::VxlanBadOuter => "vxlan_bad_outer",
+            DropReason::VxlanNotLocal => "vxlan_not_local",
             DropReason::VxlanUnknownVtep => "vxlan_unknown_vtep",
             DropReason::VxlanBadInner => "vxlan_bad_inner",
             DropReason::VxlanSpoofed => "vxlan_spoofed",

@@ -677,11 +677,16 @@ fn cross_vtep_spoofing_and_bad_outer_headers_are_dropped() {
     );
     assert!(node.inject(UPLINK, &f, t0()).is_empty());
     assert_eq!(dropped(&node), DropReason::VxlanBadOuter);
+    // A frame for another VTEP (flooded by the underlay) is not a bad outer header.
+    let f = frames::vxlan_v4(VTEP1_NH, LOCAL_VTEP_MAC, VTEP1, VTEP2, VNI, 50000, &inner);
+    assert!(node.inject(UPLINK, &f, t0()).is_empty());
+    assert_eq!(dropped(&node), DropReason::VxlanNotLocal);
     assert!(node.inject(UPLINK, &inner, t0()).is_empty());
     assert_eq!(dropped(&node), DropReason::UplinkNotVxlan);
     let s = node.stats();
     assert_eq!(s.port(2002).dropped(DropReason::VxlanSpoofed), 1);
     assert_eq!(s.port(UPLINK).dropped(DropReason::UplinkNotVxlan), 1);
+    assert_eq!(s.port(UPLINK).dropped(DropReason::VxlanNotLocal), 1);
 }
 
 // ---- ICMP errors ---------------------------------------------------------------------------------
