@@ -110,7 +110,7 @@ fn fifty_clients_while_traffic_flows() -> anyhow::Result<()> {
             std::thread::spawn(move || -> anyhow::Result<Vec<u64>> {
                 let mut c =
                     Client::connect(&socket).map_err(|e| anyhow::anyhow!("connect {i}: {e}"))?;
-                c.set_timeout(Some(Duration::from_secs(60)))
+                c.set_timeout(Some(Duration::from_mins(1)))
                     .map_err(|e| anyhow::anyhow!("timeout: {e}"))?;
                 let ns = format!("load{i}");
                 let mut gens = vec![
