@@ -29,7 +29,12 @@ impl Bytes<'_> {
         Some(u16::from_le_bytes([self.u8()?, self.u8()?]))
     }
     fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
+        Some(u32::from_le_bytes([
+            self.u8()?,
+            self.u8()?,
+            self.u8()?,
+            self.u8()?,
+        ]))
     }
 }
 
@@ -61,20 +66,41 @@ fn packet(r: &mut Bytes) -> Option<PacketMeta> {
                 dst_port: dp,
                 flags,
                 seq: if kind & 0x40 == 0 { base } else { r.u32()? },
-                ack: if kind & 0x20 == 0 { base.wrapping_add(1) } else { r.u32()? },
+                ack: if kind & 0x20 == 0 {
+                    base.wrapping_add(1)
+                } else {
+                    r.u32()?
+                },
                 window: r.u16()?,
                 payload_len: u32::from(r.u8()?) * 8,
-                window_scale: if flags.contains(TcpFlags::SYN) { Some(r.u8()? % 16) } else { None },
+                window_scale: if flags.contains(TcpFlags::SYN) {
+                    Some(r.u8()? % 16)
+                } else {
+                    None
+                },
                 sack_permitted: kind & 0x10 != 0,
             })
         }
-        3 => L4::Udp { src_port: sp, dst_port: dp },
-        4 => L4::IcmpEcho { request: kind & 0x08 == 0, id: sp },
+        3 => L4::Udp {
+            src_port: sp,
+            dst_port: dp,
+        },
+        4 => L4::IcmpEcho {
+            request: kind & 0x08 == 0,
+            id: sp,
+        },
         5 => {
-            let proto = [IpProtocol::Tcp, IpProtocol::Udp, IpProtocol::Icmp, IpProtocol::Icmpv6][usize::from(kind >> 5 & 3)];
+            let proto = [
+                IpProtocol::Tcp,
+                IpProtocol::Udp,
+                IpProtocol::Icmp,
+                IpProtocol::Icmpv6,
+            ][usize::from(kind >> 5 & 3)];
             let isrc = addr(r.u8()?);
             let idst = if kind & 0x10 == 0 { src } else { addr(r.u8()?) };
-            L4::IcmpError { inner: Tuple::new(isrc, idst, proto, dp, sp) }
+            L4::IcmpError {
+                inner: Tuple::new(isrc, idst, proto, dp, sp),
+            }
         }
         _ => L4::Sctp(SctpMeta {
             src_port: sp,
@@ -83,7 +109,13 @@ fn packet(r: &mut Bytes) -> Option<PacketMeta> {
             chunk_type: r.u8()? % 16,
         }),
     };
-    Some(PacketMeta { zone, src, dst, l4, len: 60 })
+    Some(PacketMeta {
+        zone,
+        src,
+        dst,
+        l4,
+        len: 60,
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -131,6 +163,22 @@ fuzz_target!(|data: &[u8]| {
                 };
                 table.flush(&f);
             }
+            _ if op & 0x40 != 0 && !handles.is_empty() => {
+                // Queued packets through the batch calls, which hold several shard locks at once
+                // (the datapath's fast path uses update_batch).
+                let n = (usize::from(r.u8().unwrap_or(0)) % 40 + 1).min(handles.len());
+                let items = handles.split_off(handles.len() - n);
+                let mut out = vec![None; n];
+                table.update_batch(&items, Instant(now), &mut out);
+                let metas: Vec<PacketMeta> = items.iter().map(|x| x.1).collect();
+                let mut looked = vec![table.lookup(&metas[0], Instant(now)); n];
+                table.lookup_batch(&metas, Instant(now), &mut looked);
+                for (l, (h, m)) in looked.iter().zip(items) {
+                    if l.handle.is_some() {
+                        handles.push((h, m));
+                    }
+                }
+            }
             _ => {
                 if let Some((h, m)) = handles.pop() {
                     let _ = table.update(h, &m, Instant(now));
@@ -152,8 +200,17 @@ fuzz_target!(|data: &[u8]| {
 
     // The raw bytes as an IP packet: rewriting must not panic, and a failure writes nothing.
     for rw in [
-        Rewrite { src: Some("10.9.9.9".parse().unwrap()), dst_port: Some(1), ..Rewrite::default() },
-        Rewrite { dst: Some("fd00::9".parse().unwrap()), src_port: Some(2), icmp_id: Some(3), ..Rewrite::default() },
+        Rewrite {
+            src: Some("10.9.9.9".parse().unwrap()),
+            dst_port: Some(1),
+            ..Rewrite::default()
+        },
+        Rewrite {
+            dst: Some("fd00::9".parse().unwrap()),
+            src_port: Some(2),
+            icmp_id: Some(3),
+            ..Rewrite::default()
+        },
     ] {
         let mut buf = data.to_vec();
         if nat::rewrite(&mut buf, &rw).is_err() {
