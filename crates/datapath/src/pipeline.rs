@@ -374,11 +374,10 @@ impl Worker {
                 Staged::Ready { h, key, hash, .. } => {
                     match self.cache.lookup(key, *hash, st.generation) {
                         None => Plan::Slow,
-                        Some(c) => match fast_meta(batch, i, h, c) {
+                        Some(c) => match queue_fast(batch, i, h, c, &mut ct_in) {
                             Err(r) => Plan::Drop(r),
-                            Ok(None) => Plan::Slow,
-                            Ok(Some(item)) => {
-                                ct_in.push(item);
+                            Ok(false) => Plan::Slow,
+                            Ok(true) => {
                                 hits.push((i, *c));
                                 Plan::Fast(hits.len() - 1)
                             }
@@ -962,24 +961,31 @@ const NO_VERDICT: Verdict = Verdict {
     ingress: Decision::NotAnEndpoint,
 };
 
-/// The cache-hit path's checks for packet `i`: its conntrack update to queue, `None` when the
-/// slow path must decide (TTL expiry and oversize frames get their ICMP errors there; related
-/// packets are never cached, so a hit without a handle is decided again).
+/// The cache-hit path's checks for packet `i`; `Ok(true)` when its conntrack update was queued
+/// on `ct_in`, `Ok(false)` when the slow path must decide (TTL expiry and oversize frames get
+/// their ICMP errors there; related packets are never cached, so a hit without a handle is
+/// decided again). The metadata is built in place in `ct_in` (it is large; moving it through a
+/// return value showed up as a tenth of the fast path).
 #[inline]
-fn fast_meta(
+fn queue_fast(
     batch: &mut Batch,
     i: usize,
     h: &Headers,
     c: &Cached,
-) -> Result<Option<(Handle, PacketMeta)>, DropReason> {
+    ct_in: &mut Vec<(Handle, PacketMeta)>,
+) -> Result<bool, DropReason> {
     let frame = batch.packet_mut(i).frame();
     let (Some(ip), Some(m)) = (h.ip(), packet_meta(h, frame)) else {
         return Err(DropReason::Malformed);
     };
+    let Some(hd) = c.handle else {
+        return Ok(false);
+    };
     if ip.ttl <= 1 || m.len > u32::from(c.mtu) {
-        return Ok(None);
+        return Ok(false);
     }
-    Ok(c.handle.map(|hd| (hd, m)))
+    ct_in.push((hd, m));
+    Ok(true)
 }
 
 /// Executes a decision's actions on packet `i` in place.
