@@ -1062,6 +1062,90 @@ worker = 1
         cross_worker_forwarding(PollMode::Busy);
     }
 
+    /// A port whose "kernel" transmits at most one queued frame per `flush` (as a copy-mode
+    /// AF_XDP socket stops after its TX budget), reporting the rest through `tx_pending`.
+    struct StallPort {
+        queued: std::collections::VecDeque<Vec<u8>>,
+        wire: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl Port for StallPort {
+        fn name(&self) -> &'static str {
+            "stall"
+        }
+        fn recv(
+            &mut self,
+            _max: usize,
+            _f: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, podswitch_xdp::PortError> {
+            Ok(0)
+        }
+        fn send(&mut self, frame: &[u8]) -> Result<bool, podswitch_xdp::PortError> {
+            self.queued.push_back(frame.to_vec());
+            Ok(true)
+        }
+        fn flush(&mut self) -> Result<(), podswitch_xdp::PortError> {
+            if let Some(f) = self.queued.pop_front() {
+                self.wire.lock().expect("wire").push(f);
+            }
+            Ok(())
+        }
+        fn tx_pending(&self) -> bool {
+            !self.queued.is_empty()
+        }
+        fn poll_fd(&self) -> Option<RawFd> {
+            None
+        }
+        fn stats(&self) -> PortStats {
+            PortStats::default()
+        }
+    }
+
+    /// Frames a port could not hand to its kernel in one flush go out on later loops without
+    /// any new traffic to that port (they once waited for the next unrelated send).
+    fn stalled_port_is_flushed_again(poll: PollMode) {
+        let c = Config::from_toml(CONFIG).expect("config");
+        let st = Arc::new(c.build_state(1).expect("state"));
+        let ct = Arc::new(Table::new(&c.conntrack_config()));
+        let (pa, ha) = MemoryPort::new("mem-a", 64);
+        let wire = Arc::new(Mutex::new(Vec::new()));
+        let pb = StallPort {
+            queued: std::collections::VecDeque::new(),
+            wire: Arc::clone(&wire),
+        };
+        let r = Runner::start(
+            &settings(poll),
+            st,
+            ct,
+            vec![(1, Box::new(pa), 0), (2, Box::new(pb), 0)],
+        )
+        .expect("runner");
+        for i in 0..10u16 {
+            let f = IpFrame::echo(MAC_A, ROUTER, IpAddr::V4(A), IpAddr::V4(B), true, i).build();
+            ha.inject(&f).expect("inject");
+        }
+        let n = wait_for(|| {
+            let n = wire.lock().expect("wire").len();
+            (n == 10).then_some(n)
+        });
+        assert_eq!(n, Some(10), "every queued frame left, one per loop");
+        let sent = wire.lock().expect("wire").clone();
+        for (i, f) in sent.iter().enumerate() {
+            assert_eq!(&f[6..12], &ROUTER.0, "frame {i} routed");
+        }
+        drop(r);
+    }
+
+    #[test]
+    fn adaptive_worker_flushes_a_stalled_port_again() {
+        stalled_port_is_flushed_again(PollMode::Adaptive);
+    }
+
+    #[test]
+    fn busy_worker_flushes_a_stalled_port_again() {
+        stalled_port_is_flushed_again(PollMode::Busy);
+    }
+
     #[test]
     fn publish_reaches_every_worker_and_ports_come_and_go() {
         let (mut r, ha, hb) = start(PollMode::Adaptive);
