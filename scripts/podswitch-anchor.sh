@@ -120,11 +120,17 @@ EOF
 start_daemon() { # node-ns config-file name
     local pidf=$STATE/$3.pid
     kill_pidfile "$pidf" podswitchd
+    rm -f "$STATE/$3.stats.json" # a stale file would let the wait below pass early
     RUST_LOG=${RUST_LOG:-warn} ip netns exec "$1" "$BIN" --config "$2" --stats-file "$STATE/$3.stats.json" \
         >"$STATE/$3.log" 2>&1 &
     echo $! >"$pidf"
     local i
-    for i in $(seq 50); do [[ -s $STATE/$3.stats.json ]] && return 0; sleep 0.1; done
+    # up = the stats file exists and every worker runs the configured generation (policy compiled)
+    for i in $(seq 100); do
+        jq -e '.generation as $g | (.realised | length > 0 and all(. == $g))' "$STATE/$3.stats.json" \
+            >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
     die "podswitchd $3 did not start: $(tail -5 "$STATE/$3.log")"
 }
 
@@ -162,11 +168,21 @@ run_ab_case() { # A|B
     } >"$conf"
     policy_b >"$STATE/policies-b.yaml"
     start_daemon "$NODE" "$conf" node
-    wait_ping "$NS_A" "$POD_B_IP" 30 || [[ $1 == B ]] || die "A: pod-a cannot reach pod-b"
-    if [[ $1 == B ]]; then
-        # The firewall holds: ICMP and another port are denied, 5201 is allowed.
+    if [[ $1 == A ]]; then
+        wait_ping "$NS_A" "$POD_B_IP" 30 || die "A: pod-a cannot reach pod-b"
+    else
+        # pod-a reaches pod-b on 5201: refused (pod-b's RST, nothing listens yet) counts as reached,
+        # only a timeout (124) means blocked
+        local i rc
+        for i in $(seq 20); do
+            rc=0; ip netns exec "$NS_A" timeout 1 bash -c "echo >/dev/tcp/$POD_B_IP/5201" 2>/dev/null || rc=$?
+            ((rc != 124)) && break
+        done
+        ((rc != 124)) || die "B: pod-a cannot reach pod-b on TCP 5201"
+        # The firewall holds: ICMP and another port are denied (no reply, not even pod-b's RST).
         if ip netns exec "$NS_A" ping -c 1 -W 1 "$POD_B_IP" >/dev/null 2>&1; then die "B: ICMP not denied"; fi
-        if ip netns exec "$NS_A" timeout 3 bash -c "echo >/dev/tcp/$POD_B_IP/5202" 2>/dev/null; then die "B: TCP 5202 not denied"; fi
+        rc=0; ip netns exec "$NS_A" timeout 2 bash -c "echo >/dev/tcp/$POD_B_IP/5202" 2>/dev/null || rc=$?
+        ((rc == 124)) || die "B: TCP 5202 not denied (exit $rc)"
     fi
     run_metrics "$1"
     kill_pidfile "$STATE/node.pid" podswitchd
