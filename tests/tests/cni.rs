@@ -99,6 +99,32 @@ fn plugin_config(socket: &std::path::Path) -> Value {
     conf
 }
 
+/// What a runtime passes the plugin for one pod sandbox: container id, netns path, CNI_ARGS.
+struct Sandbox {
+    cid: String,
+    netns: String,
+    args: String,
+}
+
+impl Sandbox {
+    fn new(ns: &Netns, k8s_namespace: &str, pod: &str) -> Sandbox {
+        Sandbox {
+            cid: format!("{}cid", ns.name),
+            netns: format!("/var/run/netns/{}", ns.name),
+            args: format!("K8S_POD_NAMESPACE={k8s_namespace};K8S_POD_NAME={pod}"),
+        }
+    }
+
+    fn vars(&self) -> [(&str, &str); 4] {
+        [
+            ("CNI_CONTAINERID", self.cid.as_str()),
+            ("CNI_NETNS", self.netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", self.args.as_str()),
+        ]
+    }
+}
+
 fn ping(ns: &Netns, ip: &str) -> bool {
     ns.run("ping", &["-c", "1", "-W", "1", ip])
         .is_ok_and(|o| o.status.success())
@@ -126,22 +152,14 @@ fn two_cni_pods_talk_through_the_daemon() -> anyhow::Result<()> {
     let nss = [Netns::new(&names[0])?, Netns::new(&names[1])?];
     let mut results = Vec::new();
     for (i, ns) in nss.iter().enumerate() {
-        let netns = format!("/var/run/netns/{}", ns.name);
-        let cid = format!("{}cid", ns.name);
-        let args = format!("K8S_POD_NAMESPACE=cnie2e;K8S_POD_NAME=pod-{i}");
-        let vars = [
-            ("CNI_CONTAINERID", cid.as_str()),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", args.as_str()),
-        ];
-        let (ok, r, raw) = cni("ADD", &vars, &conf);
+        let sandbox = Sandbox::new(ns, "cnie2e", &format!("pod-{i}"));
+        let (ok, r, raw) = cni("ADD", &sandbox.vars(), &conf);
         anyhow::ensure!(ok, "ADD pod-{i}: {raw}");
         assert_eq!(r["ips"][0]["gateway"], GATEWAY, "{r}");
-        results.push((cid, netns, args, r));
+        results.push((sandbox, r));
     }
     let ip = |i: usize| -> String {
-        let a = results[i].3["ips"][0]["address"]
+        let a = results[i].1["ips"][0]["address"]
             .as_str()
             .unwrap_or_default();
         a.split('/').next().unwrap_or_default().to_owned()
@@ -191,7 +209,7 @@ fn two_cni_pods_talk_through_the_daemon() -> anyhow::Result<()> {
     let eps = ctl_json(&socket, &["get", "endpoints", "-n", "cnie2e"])?;
     let hosts: Vec<&str> = results
         .iter()
-        .map(|r| r.3["interfaces"][0]["name"].as_str().unwrap_or_default())
+        .map(|r| r.1["interfaces"][0]["name"].as_str().unwrap_or_default())
         .collect();
     for (i, host) in hosts.iter().enumerate() {
         let name = format!("pod-{i}");
@@ -233,13 +251,8 @@ fn two_cni_pods_talk_through_the_daemon() -> anyhow::Result<()> {
     assert_eq!(trace["dst_endpoint"], "cnie2e/pod-1", "{trace}");
 
     // CHECK passes; DEL (twice) removes the port, the endpoint and the veth.
-    for (cid, netns, args, r) in &results {
-        let vars = [
-            ("CNI_CONTAINERID", cid.as_str()),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", args.as_str()),
-        ];
+    for (sandbox, r) in &results {
+        let vars = sandbox.vars();
         let mut check = conf.clone();
         check["prevResult"] = r.clone();
         let (ok, _, raw) = cni("CHECK", &vars, &check);
@@ -288,22 +301,14 @@ fn namespaces_with_their_own_subnet_gateways_route_between_them() -> anyhow::Res
     let mut added = Vec::new();
     let mut ips = Vec::new();
     for (ns, (k8s_ns, _, gateway)) in nss.iter().zip(subnets) {
-        let netns = format!("/var/run/netns/{}", ns.name);
-        let cid = format!("{}cid", ns.name);
-        let args = format!("K8S_POD_NAMESPACE={k8s_ns};K8S_POD_NAME=pod");
-        let vars = [
-            ("CNI_CONTAINERID", cid.as_str()),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", args.as_str()),
-        ];
-        let (ok, r, raw) = cni("ADD", &vars, &conf);
+        let sandbox = Sandbox::new(ns, k8s_ns, "pod");
+        let (ok, r, raw) = cni("ADD", &sandbox.vars(), &conf);
         anyhow::ensure!(ok, "ADD in {k8s_ns}: {raw}");
         assert_eq!(r["ips"][0]["gateway"], gateway, "{r}");
         assert_ne!(gateway, GATEWAY);
         let addr = r["ips"][0]["address"].as_str().unwrap_or_default();
         ips.push(addr.split('/').next().unwrap_or_default().to_owned());
-        added.push((cid, netns, args));
+        added.push(sandbox);
     }
     let h = client
         .health()
@@ -331,14 +336,8 @@ fn namespaces_with_their_own_subnet_gateways_route_between_them() -> anyhow::Res
             "{gateway} resolved to the switch's router MAC: {neigh:?}"
         );
     }
-    for (cid, netns, args) in &added {
-        let vars = [
-            ("CNI_CONTAINERID", cid.as_str()),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", args.as_str()),
-        ];
-        let (ok, _, raw) = cni("DEL", &vars, &conf);
+    for sandbox in &added {
+        let (ok, _, raw) = cni("DEL", &sandbox.vars(), &conf);
         assert!(ok, "DEL: {raw}");
     }
     Ok(())
