@@ -19,9 +19,10 @@
 //! their conntrack timeout.
 //!
 //! A batch runs in three stages, VPP-style: parse (and decapsulate) every frame and compute its
-//! flow key; look every packet up in the cache back to back so their memory misses overlap, and
-//! give all the hits' conntrack updates to one [`Table::update_batch`] (each conntrack shard
-//! locked once per batch rather than once per packet: +35–65 % packets/s in the datapath bench);
+//! flow key; touch every packet's cache bucket in a bare loop so their memory misses overlap
+//! (about 1.7x at a million flows), look them up and give all the hits' conntrack updates to one
+//! [`Table::update_batch`] (each conntrack shard locked once per batch rather than once per
+//! packet: 5–10 % less CPU per packet on a quiet machine, +35–65 % packets/s under contention);
 //! then, per packet in order, the cached actions or the slow path. Every lookup precedes the
 //! batch's slow paths, so a second packet of a flow first seen in the same batch takes the slow
 //! path too (conntrack then knows the connection); per-connection order is kept.
@@ -36,6 +37,7 @@
 //! packet on the established path (a test counts them); the slow path may allocate when a new
 //! rule or group pair is first counted.
 
+use core::hint::black_box;
 use core::net::IpAddr;
 use std::sync::Arc;
 
@@ -361,6 +363,18 @@ impl Worker {
         // of the next packets, done with plain loads), and queue the hits' conntrack updates so
         // that one `update_batch` takes each conntrack shard lock once for many packets instead
         // of once per packet.
+        // First a bare pass touching every distinct flow's bucket: a loop this small keeps many
+        // misses in flight at once (about 1.7x at a million flows); the lookups below then hit
+        // cached lines.
+        let mut last = None;
+        for s in &stage {
+            if let Staged::Ready { key, hash, .. } = s
+                && last != Some(*hash)
+            {
+                last = Some(*hash);
+                black_box(self.cache.peek(key, *hash, st.generation).is_some());
+            }
+        }
         let mut plan = core::mem::take(&mut self.plan);
         let mut hits = core::mem::take(&mut self.hits);
         let mut ct_in = core::mem::take(&mut self.ct_in);
