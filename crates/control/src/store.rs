@@ -302,10 +302,14 @@ impl Store {
             );
         }
         self.epoch = epoch;
-        self.cursor = Some(Cursor {
-            epoch,
-            offset: offset as u64,
-        });
+        // Append only into a journal that exists at full size (blocks allocated, so the sync
+        // stays data-only); a store written without one (journal off, or before journals
+        // existed) writes a snapshot at its first commit, which creates it.
+        self.cursor = (self.journal_bytes > 0 && journal.len() as u64 >= self.journal_bytes)
+            .then_some(Cursor {
+                epoch,
+                offset: offset as u64,
+            });
         Ok(Some(state))
     }
 
@@ -596,6 +600,31 @@ mod tests {
         reopened.commit(&s, [d]).unwrap();
         assert_eq!(load(dir.path()).as_ref(), Some(&s));
         assert!(!s.namespaces.contains_key("c"));
+    }
+
+    #[test]
+    fn a_store_without_a_journal_gets_one_at_its_first_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = DesiredState::default();
+        {
+            // Written with the journal off: a snapshot and no journal file (as before journals).
+            let mut old = Store::open(dir.path()).unwrap();
+            old.set_journal_bytes(0);
+            let d = with_namespace(&mut s, "a", "1");
+            old.commit(&s, [d]).unwrap();
+        }
+        assert!(!dir.path().join(JOURNAL).exists());
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap().as_ref(), Some(&s));
+        for i in 0..3 {
+            let d = with_namespace(&mut s, "b", &i.to_string());
+            store.commit(&s, [d]).unwrap();
+            assert_eq!(load(dir.path()).as_ref(), Some(&s));
+        }
+        assert_eq!(
+            fs::metadata(dir.path().join(JOURNAL)).unwrap().len(),
+            JOURNAL_BYTES
+        );
     }
 
     #[test]
