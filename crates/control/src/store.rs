@@ -170,11 +170,16 @@ impl DeltaOwned {
     }
 }
 
+/// CRC32c over a record's epoch and payload: a record is valid only for the epoch it was written in.
+fn record_crc(epoch: u64, payload: &[u8]) -> u32 {
+    let crc = podswitch_wire::sctp::crc32c_update(!0, &epoch.to_le_bytes());
+    !podswitch_wire::sctp::crc32c_update(crc, payload)
+}
+
 /// One record's bytes: header and payload.
 fn record(epoch: u64, payload: &[u8]) -> Option<Vec<u8>> {
     let len = u32::try_from(payload.len()).ok()?;
-    let mut crc = podswitch_wire::sctp::crc32c_update(!0, &epoch.to_le_bytes());
-    crc = !podswitch_wire::sctp::crc32c_update(crc, payload);
+    let crc = record_crc(epoch, payload);
     let mut out = Vec::with_capacity(RECORD_HEADER + payload.len());
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
@@ -195,9 +200,7 @@ fn read_record(bytes: &[u8], epoch: u64) -> Option<(&[u8], usize)> {
     let len = usize::try_from(word(4)?).ok()?;
     let e = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
     let payload = bytes.get(RECORD_HEADER..RECORD_HEADER.checked_add(len)?)?;
-    let mut crc = podswitch_wire::sctp::crc32c_update(!0, &e.to_le_bytes());
-    crc = !podswitch_wire::sctp::crc32c_update(crc, payload);
-    (e == epoch && crc == word(16)?).then_some((payload, RECORD_HEADER + len))
+    (e == epoch && record_crc(e, payload) == word(16)?).then_some((payload, RECORD_HEADER + len))
 }
 
 /// Where the next record goes: the journal's epoch and write offset.
