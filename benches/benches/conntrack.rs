@@ -17,6 +17,10 @@ use podswitch_conntrack::{
     Config, Handle, Instant, Nat, PacketMeta, Table, TcpFlags, TcpMeta, Verdict,
 };
 
+/// The daemon's allocator: tables of 4 MiB and more on transparent huge pages.
+#[global_allocator]
+static ALLOC: podswitch_xdp::HugePageAlloc = podswitch_xdp::HugePageAlloc;
+
 const NOW: Instant = Instant(1_000_000_000);
 
 fn addr(i: u32) -> IpAddr {

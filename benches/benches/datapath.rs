@@ -24,6 +24,10 @@ use podswitch_overlay::Vtep;
 use podswitch_policy::EndpointKind;
 use podswitch_wire::ethernet::Address;
 
+/// The daemon's allocator: tables of 4 MiB and more on transparent huge pages.
+#[global_allocator]
+static ALLOC: podswitch_xdp::HugePageAlloc = podswitch_xdp::HugePageAlloc;
+
 const BATCH: usize = 32;
 const NOW: Instant = Instant(5_000_000_000);
 

@@ -11,6 +11,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use podswitch_flow::{Actions, Cache, DropReason, FlowKey};
 use podswitch_wire::parse_frame;
 
+/// The daemon's allocator: tables of 4 MiB and more on transparent huge pages.
+#[global_allocator]
+static ALLOC: podswitch_xdp::HugePageAlloc = podswitch_xdp::HugePageAlloc;
+
 /// What the datapath will cache: actions plus a handle and counters.
 #[derive(Clone, Copy)]
 struct Value {

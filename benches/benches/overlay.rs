@@ -11,6 +11,10 @@ use podswitch_overlay::{LocalVtep, Overlay, Vtep};
 use podswitch_wire::ethernet::Address;
 use podswitch_wire::parse_frame;
 
+/// The daemon's allocator: tables of 4 MiB and more on transparent huge pages.
+#[global_allocator]
+static ALLOC: podswitch_xdp::HugePageAlloc = podswitch_xdp::HugePageAlloc;
+
 const HEADROOM: usize = 128;
 const INNER: usize = 64;
 const BATCH: usize = 32;

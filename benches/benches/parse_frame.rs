@@ -9,6 +9,10 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use podswitch_wire::parse_frame;
 
+/// The daemon's allocator: tables of 4 MiB and more on transparent huge pages.
+#[global_allocator]
+static ALLOC: podswitch_xdp::HugePageAlloc = podswitch_xdp::HugePageAlloc;
+
 fn parse_mixed(c: &mut Criterion) {
     let frames = podswitch_benches::mixed_frames();
     let n = frames.len();

@@ -19,6 +19,10 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use podswitch_policy::{ContainerPort, Endpoint, Labels, Object, PolicyEngine, Protocol};
 
+/// The daemon's allocator: tables of 4 MiB and more on transparent huge pages.
+#[global_allocator]
+static ALLOC: podswitch_xdp::HugePageAlloc = podswitch_xdp::HugePageAlloc;
+
 const NAMESPACES: usize = 100;
 const PODS_PER_NS: usize = 100;
 const POLICIES_PER_NS: usize = 10;

@@ -11,10 +11,12 @@
 //! should have TX checksum/segmentation offloads off ([`disable_tx_offloads`], run inside the pod
 //! namespace after [`enter_netns`]). Shutdown: dropping a port detaches its program (bpf_link),
 //! closes the socket and unmaps its memory; the kernel does the same if the process dies.
-//! Thread-safety: ports are `Send`, driven by one thread at a time.
+//! [`HugePageAlloc`] is the global allocator of the daemon and the benches: large tables on
+//! transparent huge pages. Thread-safety: ports are `Send`, driven by one thread at a time.
 
 mod attached;
 mod bpf;
+mod hugepage;
 mod memory;
 mod netdev;
 mod pcap;
@@ -29,6 +31,7 @@ mod nettest;
 
 pub use attached::{AttachedProgram, attached_xdp_program, parse_ip_link};
 pub use bpf::XdpMode;
+pub use hugepage::{HUGE_PAGE_THRESHOLD, HugePageAlloc, transparent_huge_pages};
 pub use memory::{DEFAULT_SLOT_SIZE, FrameQueue, MemoryPort, MemoryPortHandle};
 pub use netdev::{TxOffloads, disable_tx_offloads, enter_netns, rx_queue_count, tx_offloads};
 pub use pcap::{MAX_RECORD, PcapPort, PcapReader, PcapRecord, PcapWriter};

@@ -167,6 +167,15 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<b
     Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
 }
 
+/// `madvise(addr, len, MADV_HUGEPAGE)`: asks the kernel to back `[addr, addr + len)` with
+/// transparent huge pages. Safe for any arguments: the advice changes neither the contents nor
+/// the validity of any memory, and a range that is not mapped (or not page-aligned) is refused
+/// with an error, not acted on.
+pub(crate) fn madvise_hugepage(addr: usize, len: usize) -> io::Result<()> {
+    // Contract: madvise() with MADV_HUGEPAGE does not access the range; the kernel checks it.
+    syscall!(madvise(addr as *mut c_void, len, libc::MADV_HUGEPAGE)).map(drop)
+}
+
 /// Resolves an interface name in the calling thread's network namespace.
 pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
