@@ -13,6 +13,8 @@
 //! table stays mostly in the last-level cache and its pages in the TLB.
 //! Plain data guarded by the owning shard's lock.
 
+use prefetch_index::prefetch_index;
+
 #[derive(Debug)]
 pub(crate) struct Index {
     slots: Box<[u64]>,
@@ -64,11 +66,11 @@ impl Index {
         }
     }
 
-    /// The home slot of hash `h`. Batches read it for many packets first (independent loads,
-    /// so their misses overlap), then call [`Index::first_tagged`], which finds that line cached.
+    /// Starts loading the home slot of hash `h`. Batches do this for many packets first, then
+    /// call [`Index::first_tagged`], which finds that line cached or on its way.
     #[inline(always)]
-    pub(crate) fn home(&self, h: u64) -> &u64 {
-        &self.slots[tag(h) as usize & self.mask]
+    pub(crate) fn prefetch_home(&self, h: u64) {
+        prefetch_index(&self.slots, tag(h) as usize & self.mask);
     }
 
     /// The first code stored under `h`'s tag along its probe run (the entry a lookup of `h`

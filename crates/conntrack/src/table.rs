@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
+use prefetch_index::prefetch_index;
 
 use crate::config::Config;
 use crate::hash::hashes;
@@ -298,41 +299,49 @@ struct ShardStats {
 }
 
 /// One connection. Laid out in field order and aligned to a cache line so an entry occupies
-/// exactly four lines (256 bytes) and never straddles a fifth: line 0 holds the original key,
-/// line 1 the reply key with the per-packet fields (packet counters, expiry, generation, flags),
-/// lines 2–3 the protocol state, byte counters and the cold list links.
+/// exactly four lines (256 bytes) and never straddles a fifth. Ordered by what a packet reads:
+/// line 0 holds everything a packet of a known connection updates except the protocol state
+/// (expiry, counters, generation, flags, and a fingerprint of each direction's key), then the
+/// protocol state to the end of line 1, lines 2–3 the two keys and the cold list links. An update by handle
+/// (the flow cache's fast path) therefore reads and writes two lines, a hash lookup three: at a
+/// million entries, where every line is a miss, the lines a packet touches set its cost.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 struct Entry {
-    keys: [Key; 2],
-    packets: [u64; 2],
     expires: u64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
     generation: u32,
+    /// [`Key::fingerprint`] of `keys[0]` and `keys[1]`.
+    fingerprints: [u32; 2],
     in_use: bool,
     replied: bool,
     assured: bool,
     nat: bool,
+    class: Class,
     proto: Proto,
-    bytes: [u64; 2],
+    keys: [Key; 2],
     prev: u32,
     next: u32,
     /// Shard holding a redirect for `keys[1]`, or `NIL`.
     redirect: u32,
-    class: Class,
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() == 256);
-// `Entry::touch` reads lines 0 (keys), 1 (expires), 2 (proto) and 3 (bytes).
+const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
+// The hot fields in line 0, the protocol state ending with line 1 (it is 68 bytes and starts
+// in line 0's tail), the keys from line 2 (see `Entry`, `touch_hot`, `touch`).
 const _: () = assert!(
-    std::mem::offset_of!(Entry, expires) / 64 == 1
-        && std::mem::offset_of!(Entry, proto) / 64 == 2
-        && std::mem::offset_of!(Entry, bytes) / 64 == 3
+    std::mem::offset_of!(Entry, class) < 64
+        && std::mem::offset_of!(Entry, proto) + std::mem::size_of::<Proto>() <= 128
+        && std::mem::offset_of!(Entry, keys) == 128
 );
 
 impl Entry {
     fn vacant() -> Entry {
         Entry {
             keys: [Key::default(); 2],
+            fingerprints: [0; 2],
             expires: 0,
             proto: Proto::Other,
             packets: [0; 2],
@@ -349,14 +358,26 @@ impl Entry {
         }
     }
 
-    /// Reads one word of each of the entry's four cache lines, so that a batch can start the
-    /// loads of many entries before processing any.
+    /// Reads one word of each line a hash lookup reads (hot, protocol, keys), so that a batch
+    /// can start the loads of many entries before processing any.
     #[inline(always)]
     fn touch(&self) -> u64 {
-        self.keys[0].src as u64
-            ^ self.expires
-            ^ u64::from(matches!(self.proto, Proto::Tcp(_)))
-            ^ self.bytes[0]
+        self.keys[0].src as u64 ^ self.keys[1].src as u64 ^ self.touch_hot()
+    }
+
+    /// Reads one word of each line an update by handle reads (lines 0 and 1).
+    #[inline(always)]
+    fn touch_hot(&self) -> u64 {
+        self.expires ^ u64::from(matches!(self.proto, Proto::Tcp(_)))
+    }
+
+    /// Whether a packet with `key` belongs to this entry in direction `d` and generation
+    /// `generation`, from the hot line only: the key is compared by fingerprint (a packet of
+    /// another connection passes with probability 2^-32; a handle comes from a full-key match
+    /// of the same flow, and the generation rules out a reused slot).
+    #[inline(always)]
+    fn holds(&self, generation: u32, d: usize, key: &Key) -> bool {
+        self.in_use && self.generation == generation && self.fingerprints[d] == key.fingerprint()
     }
 
     fn key_count(&self) -> usize {
@@ -380,6 +401,16 @@ struct Shard {
     free: Vec<u32>,
     lists: [List; 2],
     stats: ShardStats,
+}
+
+/// Starts loading the cache line at `addr` (a prefetch hint). `prefetch_index` accepts any
+/// index, in bounds or not, and never dereferences: it is used here with a one-byte origin
+/// only to name an address that is not borrowed (a shard's slab behind a lock not held).
+#[inline(always)]
+fn prefetch_addr(addr: usize) {
+    static ORIGIN: u8 = 0;
+    let origin = std::ptr::addr_of!(ORIGIN) as usize;
+    prefetch_index(std::slice::from_ref(&ORIGIN), addr.wrapping_sub(origin));
 }
 
 #[inline]
@@ -526,6 +557,10 @@ pub struct Table {
     /// Whether batches start their loads ahead: only when the slab is too large to stay cached
     /// (a cached table gains nothing and would pay the extra loops).
     prefetch: bool,
+    /// Address of each shard's entry slab (allocated once in `new`, never resized), so a batch
+    /// can prefetch the next group's entries without taking their locks. Only ever used as a
+    /// prefetch hint: a stale address would cost a wasted load, never a wrong result.
+    slabs: Box<[usize]>,
 }
 
 impl Table {
@@ -540,8 +575,30 @@ impl Table {
         let shard_cap = (per.saturating_add(per / 4).saturating_add(8))
             .min(config.max_entries.max(1))
             .min(1 << 30);
-        let shards = (0..n)
+        // A slab of 1 MiB or more is rounded up to whole 2 MiB pages, so that an allocator
+        // placing large blocks on transparent huge pages (the daemon's) can back all of it:
+        // at a million entries a packet's entry read then costs no page walk (the total limit
+        // stays exact; the extra slots are slack, untouched until used).
+        let shard_cap = if u64::from(shard_cap) * ENTRY_BYTES >= 1 << 20 {
+            let per_page = ((2u64 << 20) / ENTRY_BYTES) as u32;
+            shard_cap
+                .div_ceil(per_page)
+                .saturating_mul(per_page)
+                .min(1 << 30)
+        } else {
+            shard_cap
+        };
+        let shards: Box<[Padded]> = (0..n)
             .map(|_| Padded(Mutex::new(Shard::new(shard_cap))))
+            .collect();
+        let slabs = shards
+            .iter()
+            .map(|p| {
+                p.0.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entries
+                    .as_ptr() as usize
+            })
             .collect();
         Table {
             shards,
@@ -558,6 +615,7 @@ impl Table {
             sweep_cursor: AtomicU64::new(0),
             prefetch: u64::from(shard_cap) * u64::from(n) * std::mem::size_of::<Entry>() as u64
                 > Self::PREFETCH_ABOVE,
+            slabs,
         }
     }
 
@@ -647,6 +705,10 @@ impl Table {
     /// The fast path for a flow cache: processes `meta` against the entry `handle` refers to
     /// without hashing. `None` when the handle is stale (entry gone) or `meta` is not a packet
     /// of that entry in the handle's direction; the caller then calls [`lookup`](Self::lookup).
+    /// The handle's generation identifies the entry; the packet's key is checked against a
+    /// 32-bit fingerprint kept beside it (reading the keys would cost two more cache lines per
+    /// packet), so a caller must not pass handles of unrelated flows: a flow cache, which found
+    /// the handle by the packet's full key, never does.
     pub fn update(&self, handle: Handle, meta: &PacketMeta, now: Instant) -> Option<Lookup> {
         let si = handle.shard as usize;
         if si > self.mask || matches!(meta.l4, L4::IcmpError { .. }) {
@@ -658,7 +720,7 @@ impl Table {
             let mut g = self.lock(si);
             let e = g.entries.get(handle.slot as usize)?;
             let d = handle.direction.index();
-            if !e.in_use || e.generation != handle.generation || e.keys[d] != key {
+            if !e.holds(handle.generation, d, &key) {
                 return None;
             }
             g.stats.lookups += 1;
@@ -709,12 +771,44 @@ impl Table {
             self.update_run(&packets[..n], now, &mut out[..n]);
             return;
         }
-        for (p, o) in packets[..n]
+        // Software pipelining: group k+1's entries load while group k is processed (the
+        // prefetch needs no lock), so the processing and the next misses overlap.
+        let mut groups = packets[..n]
             .chunks(Self::BATCH)
             .zip(out[..n].chunks_mut(Self::BATCH))
-        {
-            self.update_group(p, now, o);
+            .peekable();
+        while let Some((p, o)) = groups.next() {
+            let next = groups.peek().map(|(n, _)| &**n);
+            self.update_group(p, next, now, o);
         }
+    }
+
+    /// Starts loading the entries `handles` name, without locking or waiting: a hint for a
+    /// caller that will pass them to [`update_batch`](Self::update_batch) after some other
+    /// work (a datapath does this before its flow-cache stage), so the misses overlap with that
+    /// work. Stale or foreign handles cost a wasted load. A no-op on a table small enough to
+    /// stay cached.
+    pub fn prefetch_handles(&self, handles: impl IntoIterator<Item = Handle>) {
+        if !self.prefetch {
+            return;
+        }
+        for h in handles {
+            self.prefetch_entry(h);
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch_entry(&self, h: Handle) {
+        let Some(&base) = self.slabs.get(h.shard as usize) else {
+            return;
+        };
+        if h.slot >= self.shard_cap {
+            return;
+        }
+        // The hot and protocol lines: what an update by handle reads.
+        let at = base + h.slot as usize * std::mem::size_of::<Entry>();
+        prefetch_addr(at);
+        prefetch_addr(at + 64);
     }
 
     /// `lookup` packet by packet, keeping a shard's lock while consecutive packets hash to it.
@@ -788,7 +882,7 @@ impl Table {
             };
             let d = h.direction.index();
             match g.entries.get(h.slot as usize) {
-                Some(e) if e.in_use && e.generation == h.generation && e.keys[d] == key => {}
+                Some(e) if e.holds(h.generation, d, &key) => {}
                 _ => continue,
             }
             g.stats.lookups += 1;
@@ -857,25 +951,24 @@ impl Table {
         order.sort_unstable();
         let (mut guards, which) = self.lock_group(order);
         // Start every packet's loads (index slot, then the entry it most likely names) before
-        // processing any: the loads are independent, so the CPU overlaps their misses. Each
-        // step is a tight loop of independent loads, so many packets' misses are in flight at
-        // once (a heavy loop body would fill the reorder window after a few).
+        // processing any, so the CPU overlaps their misses with each other and with the
+        // processing of the first packets.
         if self.prefetch {
-            let mut homes: [Option<&u64>; Self::BATCH] = [None; Self::BATCH];
             for (p, &o) in order.iter().enumerate() {
-                homes[p] = guards[which[p] as usize]
-                    .as_deref()
-                    .map(|g| g.index.home(hs[(o & 0xff) as usize]));
+                if let Some(g) = guards[which[p] as usize].as_deref() {
+                    g.index.prefetch_home(hs[(o & 0xff) as usize]);
+                }
             }
-            std::hint::black_box(homes.iter().flatten().fold(0, |a, &&v| a ^ v));
-            let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
+            let mut acc = 0u64;
             for (p, &o) in order.iter().enumerate() {
-                near[p] = guards[which[p] as usize].as_deref().and_then(|g| {
-                    let c = g.index.first_tagged(hs[(o & 0xff) as usize])?;
-                    g.entries.get((c >> 1) as usize)
-                });
+                if let Some(g) = guards[which[p] as usize].as_deref()
+                    && let Some(c) = g.index.first_tagged(hs[(o & 0xff) as usize])
+                    && let Some(e) = g.entries.get((c >> 1) as usize)
+                {
+                    acc ^= e.touch();
+                }
             }
-            std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
+            std::hint::black_box(acc);
         }
         let mut pending = Pending::default();
         let mut redirected = [u32::MAX; Self::BATCH];
@@ -917,6 +1010,7 @@ impl Table {
     fn update_group(
         &self,
         packets: &[(Handle, PacketMeta)],
+        next: Option<&[(Handle, PacketMeta)]>,
         now: Instant,
         out: &mut [Option<Lookup>],
     ) {
@@ -937,16 +1031,26 @@ impl Table {
         let order = &mut order[..m];
         order.sort_unstable();
         let (mut guards, which) = self.lock_group(order);
-        // Start every entry's loads in one tight loop (see `lookup_group`).
+        // The next group's entries start loading now, after this group's locks are taken: a
+        // locked instruction waits for the misses before it, so prefetching ahead of the
+        // locks would make them wait.
+        for (h, _) in next.into_iter().flatten() {
+            self.prefetch_entry(*h);
+        }
+        // Start every entry's loads in one tight loop (see `lookup_group`). When the batch
+        // prefetched this group while processing the previous one, they are mostly cached.
         if self.prefetch {
-            let mut near: [Option<&Entry>; Self::BATCH] = [None; Self::BATCH];
+            let mut acc = 0u64;
             for (p, &o) in order.iter().enumerate() {
                 let slot = packets[(o & 0xff) as usize].0.slot as usize;
-                near[p] = guards[which[p] as usize]
+                if let Some(e) = guards[which[p] as usize]
                     .as_deref()
-                    .and_then(|g| g.entries.get(slot));
+                    .and_then(|g| g.entries.get(slot))
+                {
+                    acc ^= e.touch_hot();
+                }
             }
-            std::hint::black_box(near.iter().flatten().fold(0, |a, e| a ^ e.touch()));
+            std::hint::black_box(acc);
         }
         let mut pending = Pending::default();
         for (p, &o) in order.iter().enumerate() {
@@ -957,7 +1061,7 @@ impl Table {
             };
             let d = h.direction.index();
             match g.entries.get(h.slot as usize) {
-                Some(e) if e.in_use && e.generation == h.generation && e.keys[d] == keys[i] => {}
+                Some(e) if e.holds(h.generation, d, &keys[i]) => {}
                 _ => continue,
             }
             g.stats.lookups += 1;
@@ -1449,6 +1553,7 @@ impl Table {
         {
             let e = &mut g.entries[slot as usize];
             e.keys = [*key, *reply];
+            e.fingerprints = [key.fingerprint(), reply.fingerprint()];
             e.proto = Proto::new(meta);
             e.packets = [0; 2];
             e.bytes = [0; 2];

@@ -86,6 +86,25 @@ pub(crate) struct Key {
     pub v6: bool,
 }
 
+impl Key {
+    /// A 32-bit digest of the whole key, kept in an entry's hot line so that an update by
+    /// handle checks the packet against the entry without reading the lines holding the keys.
+    /// Not symmetric: a connection's two keys (addresses and ports swapped) differ.
+    #[inline(always)]
+    pub(crate) fn fingerprint(&self) -> u32 {
+        let x = (self.src as u64)
+            ^ ((self.src >> 64) as u64).rotate_left(7)
+            ^ (self.dst as u64).rotate_left(23)
+            ^ ((self.dst >> 64) as u64).rotate_left(41)
+            ^ u64::from(self.sport) << 48
+            ^ u64::from(self.dport) << 32
+            ^ u64::from(self.zone) << 16
+            ^ u64::from(self.proto) << 8
+            ^ u64::from(self.v6);
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+    }
+}
+
 pub(crate) fn addr_bits(a: IpAddr) -> (u128, bool) {
     match a {
         IpAddr::V4(v4) => (u128::from(u32::from(v4)), false),

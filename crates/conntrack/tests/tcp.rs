@@ -408,6 +408,20 @@ fn handle_update_matches_lookup_and_goes_stale() {
     assert_eq!(t.update(h, &m, now).unwrap().verdict, Verdict::Established);
     // A packet of the other direction does not match the handle.
     assert!(t.update(h, &s.meta(false, ACK, 0), now).is_none());
+    // Nor do packets of other connections (the check reads a fingerprint of the key, not the
+    // key: every neighbouring tuple must still be told apart).
+    for (sp, dst, dp) in [
+        (1235, "10.0.0.2", 80),
+        (1234, "10.0.0.3", 80),
+        (1234, "10.0.0.2", 81),
+    ] {
+        let mut other = Session::new("10.0.0.1", sp, dst, dp);
+        other.handshake(&t, now);
+        assert!(
+            t.update(h, &other.meta(true, ACK, 0), now).is_none(),
+            "{sp} {dst} {dp}"
+        );
+    }
     assert!(t.remove(h));
     assert!(t.update(h, &m, now).is_none());
     assert!(!t.remove(h));
