@@ -61,6 +61,12 @@ use crate::stats::{DropReason, GroupLabel, PortStats, Stats, Traffic};
 
 const NONE: u32 = u32::MAX;
 
+/// Flow-cache footprint (bytes) above which a batch prefetches in stages before its lookups:
+/// half a core's L2 here. Measured (CPU per packet, `examples/pps`): at 1 000 flows (240 KB) the
+/// plain touch pass is faster (151 vs 159 ns), at 10 000 flows (3.8 MB) the stages are (161 vs
+/// 192 ns), and at a million by far (387 vs 485 ns).
+const STAGED_PREFETCH_ABOVE: usize = 1 << 20;
+
 /// A cached decision: the actions, the conntrack entry, and the counter slots to bump.
 ///
 /// Kept small (40 bytes) so a cache slot spans few cache lines at a million flows: the action
@@ -348,6 +354,10 @@ impl Worker {
     }
 
     /// Processes every received frame of `batch` and collects the outputs per port.
+    ///
+    /// Stages: parse and key every packet; look them all up in the flow cache (prefetching
+    /// first when the cache is large); one conntrack `update_batch` for the hits; then per
+    /// packet the cached actions or the slow path.
     pub fn process(&mut self, batch: &mut Batch, now: Instant) {
         batch.reset_generated();
         let st = Arc::clone(&self.state);
@@ -363,16 +373,53 @@ impl Worker {
         // of the next packets, done with plain loads), and queue the hits' conntrack updates so
         // that one `update_batch` takes each conntrack shard lock once for many packets instead
         // of once per packet.
-        // First a bare pass touching every distinct flow's bucket: a loop this small keeps many
-        // misses in flight at once (about 1.7x at a million flows); the lookups below then hit
-        // cached lines.
-        let mut last = None;
-        for s in &stage {
-            if let Staged::Ready { key, hash, .. } = s
-                && last != Some(*hash)
-            {
-                last = Some(*hash);
-                black_box(self.cache.peek(key, *hash, st.generation).is_some());
+        if self.cache.footprint() > STAGED_PREFETCH_ABOVE {
+            // A cache too large to stay cached: staged prefetches (VPP's pattern): every
+            // packet's cache bucket, then the slot its signature names, then the conntrack
+            // entry that slot's handle names. Each pass only issues loads that nothing waits
+            // for, so a batch's misses are in flight together and the lookups below find their
+            // lines cached (at a million flows a packet needs three dependent misses).
+            for s in &stage {
+                if let Staged::Ready { hash, .. } = s {
+                    self.cache.prefetch_bucket(*hash);
+                }
+            }
+            for s in &stage {
+                if let Staged::Ready { hash, .. } = s {
+                    self.cache.prefetch_slot(*hash);
+                }
+            }
+            let mut last = None;
+            for s in &stage {
+                if let Staged::Ready { key, hash, .. } = s
+                    && last != Some(*hash)
+                {
+                    last = Some(*hash);
+                    if let Some(c) = self.cache.peek(key, *hash, st.generation)
+                        && let Some(h) = c.handle
+                    {
+                        self.conntrack.prefetch_handles([h]);
+                    }
+                }
+            }
+        } else {
+            // A bare pass touching every distinct flow's bucket: a loop this small keeps many
+            // misses in flight at once; the lookups below then hit cached lines. A hit's
+            // conntrack entry starts loading too (a prefetch: conntrack skips it when its own
+            // table is small), so that miss overlaps the lookups instead of stalling
+            // `update_batch` (100 000 flows: 2.7 -> 3.1 Mpps).
+            let mut last = None;
+            for s in &stage {
+                if let Staged::Ready { key, hash, .. } = s
+                    && last != Some(*hash)
+                {
+                    last = Some(*hash);
+                    if let Some(c) = black_box(self.cache.peek(key, *hash, st.generation))
+                        && let Some(h) = c.handle
+                    {
+                        self.conntrack.prefetch_handles([h]);
+                    }
+                }
             }
         }
         let mut plan = core::mem::take(&mut self.plan);

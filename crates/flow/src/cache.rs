@@ -12,6 +12,8 @@
 //! it is empty. No allocation after [`Cache::new`]. Thread-safety: one cache per worker, mutated
 //! through `&mut self` (no locks, no atomics); it is `Send` when `V` is.
 
+use prefetch_index::prefetch_index;
+
 use crate::key::FlowKey;
 
 /// Slots per bucket.
@@ -172,6 +174,32 @@ impl<V: Copy> Cache<V> {
         }
         self.stats.hits += 1;
         self.slots[at].as_mut().map(|s| &mut s.value)
+    }
+
+    /// Bytes of slot and signature memory, fixed at creation: a caller compares it with the
+    /// cache sizes of its CPU to decide whether staged prefetching pays.
+    pub fn footprint(&self) -> usize {
+        self.sigs.len() * (core::mem::size_of::<u32>() + core::mem::size_of::<Option<Slot<V>>>())
+    }
+
+    /// Starts loading the signatures of `hash`'s bucket (a prefetch hint: nothing waits for
+    /// it). The first of the staged prefetches a batch issues before its lookups, as VPP's
+    /// graph nodes do, so that a batch's misses overlap instead of queueing one behind another.
+    #[inline(always)]
+    pub fn prefetch_bucket(&self, hash: u32) {
+        prefetch_index(&self.sigs, self.bucket(hash));
+    }
+
+    /// Starts loading the slot where `key` would be (after [`prefetch_bucket`]
+    /// (Self::prefetch_bucket), whose line this reads): the second stage. Nothing when no
+    /// signature matches.
+    #[inline(always)]
+    pub fn prefetch_slot(&self, hash: u32) {
+        let base = self.bucket(hash);
+        let s = sig(hash);
+        if let Some(i) = self.sigs[base..base + WAYS].iter().position(|&x| x == s) {
+            prefetch_index(&self.slots, base + i);
+        }
     }
 
     /// Like [`lookup`](Self::lookup) without touching counters or freeing stale entries.
