@@ -66,6 +66,18 @@ impl Index {
         }
     }
 
+    /// The slot array's address and mask, for prefetching a home slot without borrowing the
+    /// index (the array is allocated once and never moves).
+    pub(crate) fn layout(&self) -> (usize, usize) {
+        (self.slots.as_ptr() as usize, self.mask)
+    }
+
+    /// Address of the home slot of hash `h` in an index of `layout`.
+    #[inline(always)]
+    pub(crate) fn home_addr((base, mask): (usize, usize), h: u64) -> usize {
+        base + (tag(h) as usize & mask) * std::mem::size_of::<u64>()
+    }
+
     /// Starts loading the home slot of hash `h`. Batches do this for many packets first, then
     /// call [`Index::first_tagged`], which finds that line cached or on its way.
     #[inline(always)]

@@ -561,6 +561,8 @@ pub struct Table {
     /// can prefetch the next group's entries without taking their locks. Only ever used as a
     /// prefetch hint: a stale address would cost a wasted load, never a wrong result.
     slabs: Box<[usize]>,
+    /// Each shard's index layout ([`Index::layout`]), for the same purpose.
+    indexes: Box<[(usize, usize)]>,
 }
 
 impl Table {
@@ -591,15 +593,15 @@ impl Table {
         let shards: Box<[Padded]> = (0..n)
             .map(|_| Padded(Mutex::new(Shard::new(shard_cap))))
             .collect();
-        let slabs = shards
+        let (slabs, indexes): (Vec<usize>, Vec<(usize, usize)>) = shards
             .iter()
             .map(|p| {
-                p.0.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .entries
-                    .as_ptr() as usize
+                let g =
+                    p.0.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (g.entries.as_ptr() as usize, g.index.layout())
             })
-            .collect();
+            .unzip();
         Table {
             shards,
             mask: n as usize - 1,
@@ -615,7 +617,8 @@ impl Table {
             sweep_cursor: AtomicU64::new(0),
             prefetch: u64::from(shard_cap) * u64::from(n) * std::mem::size_of::<Entry>() as u64
                 > Self::PREFETCH_ABOVE,
-            slabs,
+            slabs: slabs.into_boxed_slice(),
+            indexes: indexes.into_boxed_slice(),
         }
     }
 
@@ -794,6 +797,31 @@ impl Table {
         }
         for h in handles {
             self.prefetch_entry(h);
+        }
+    }
+
+    /// Starts loading the index slots a [`lookup`](Self::lookup) of `meta` and then a
+    /// [`commit`](Self::commit) of it without NAT read first (its key's home slot and its reply
+    /// key's), without locking or waiting: for a caller holding a batch of probable new
+    /// connections (flow-cache misses) with other work to do before their lookups, so their
+    /// misses overlap. A no-op on a table small enough to stay cached.
+    pub fn prefetch_lookup(&self, meta: &PacketMeta) {
+        if !self.prefetch {
+            return;
+        }
+        let Ok(key) = meta.key() else { return };
+        let (s, t) = hashes(self.seed, &key);
+        self.prefetch_home(self.shard_index(s), t);
+        if let Some(reply) = key.invert() {
+            let (rs, rt) = hashes(self.seed, &reply);
+            self.prefetch_home(self.shard_index(rs), rt);
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch_home(&self, si: usize, t: u64) {
+        if let Some(&layout) = self.indexes.get(si) {
+            prefetch_addr(Index::home_addr(layout, t));
         }
     }
 

@@ -434,7 +434,17 @@ impl Worker {
                 Staged::Done(_) => Plan::Slow,
                 Staged::Ready { h, key, hash, .. } => {
                     match self.cache.lookup(key, *hash, st.generation) {
-                        None => Plan::Slow,
+                        None => {
+                            // Probably a new connection: start the slow path's misses now
+                            // (conntrack index slots, the cache slot it will fill) so they
+                            // overlap with the rest of the batch instead of stalling each
+                            // packet's slow path in turn.
+                            if let Some(m) = packet_meta(h, batch.packet_mut(i).frame()) {
+                                self.conntrack.prefetch_lookup(&m);
+                            }
+                            self.cache.prefetch_insert(*hash);
+                            Plan::Slow
+                        }
                         Some(c) => match queue_fast(batch, i, h, c, &mut ct_in) {
                             Err(r) => Plan::Drop(r),
                             Ok(false) => Plan::Slow,

@@ -2,9 +2,9 @@
 //!
 //! The cache owns a fixed number of slots, allocated once at creation and grouped into buckets of
 //! [`WAYS`] slots; a key lives only in the bucket its precomputed [`FlowKey::hash`] selects, so a
-//! lookup reads one bucket's signatures (32 bytes) and compares at most a few full keys. Insertion
-//! is O(1): it overwrites the same key, else takes a free or stale slot, else evicts round-robin
-//! within the bucket. Each entry remembers the generation of the state that produced it; a lookup
+//! lookup reads one bucket's signature words (64 bytes, one line) and compares at most a few full
+//! keys. Insertion is O(1): it overwrites the same key, else takes a free or stale slot, else
+//! evicts round-robin within the bucket. Each entry remembers the generation of the state that produced it; a lookup
 //! under another generation is a miss and frees the slot (lazy invalidation: a policy change bumps
 //! the generation instead of walking the cache).
 //!
@@ -68,8 +68,10 @@ pub struct Entry<'a, V> {
 
 /// A per-worker, set-associative exact-match cache from [`FlowKey`] to `V`.
 pub struct Cache<V: Copy> {
-    /// Per slot: `hash | 1`, or 0 when empty.
-    sigs: Box<[u32]>,
+    /// Per slot: `generation << 32 | (hash | 1)` (the generation truncated to 32 bits), or 0
+    /// when empty. A bucket's words fill one cache line, so a lookup's signature compare and an
+    /// insert's search for a stale slot read that line, not the bucket's slots (14 lines).
+    sigs: Box<[u64]>,
     /// Per slot: the entry, `Some` iff its signature is non-zero.
     slots: Box<[Option<Slot<V>>]>,
     /// Per bucket: the next round-robin victim.
@@ -132,7 +134,7 @@ impl<V: Copy> Cache<V> {
         // then full key compares only where a signature matched.
         let mut mask = 0u32;
         for (i, &x) in sigs.iter().enumerate() {
-            mask |= u32::from(x == s) << i;
+            mask |= u32::from(x as u32 == s) << i;
         }
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
@@ -179,7 +181,7 @@ impl<V: Copy> Cache<V> {
     /// Bytes of slot and signature memory, fixed at creation: a caller compares it with the
     /// cache sizes of its CPU to decide whether staged prefetching pays.
     pub fn footprint(&self) -> usize {
-        self.sigs.len() * (core::mem::size_of::<u32>() + core::mem::size_of::<Option<Slot<V>>>())
+        self.sigs.len() * (core::mem::size_of::<u64>() + core::mem::size_of::<Option<Slot<V>>>())
     }
 
     /// Starts loading the signatures of `hash`'s bucket (a prefetch hint: nothing waits for
@@ -197,9 +199,25 @@ impl<V: Copy> Cache<V> {
     pub fn prefetch_slot(&self, hash: u32) {
         let base = self.bucket(hash);
         let s = sig(hash);
-        if let Some(i) = self.sigs[base..base + WAYS].iter().position(|&x| x == s) {
+        if let Some(i) = self.sigs[base..base + WAYS]
+            .iter()
+            .position(|&x| x as u32 == s)
+        {
             prefetch_index(&self.slots, base + i);
         }
+    }
+
+    /// Starts loading what an [`insert`](Self::insert) under `hash` will write when the key is
+    /// new and its bucket full (a flow-cache miss under a flood of new flows): the bucket's
+    /// signature line and the round-robin victim's slot. A hint: nothing waits for it.
+    #[inline(always)]
+    pub fn prefetch_insert(&self, hash: u32) {
+        let base = self.bucket(hash);
+        prefetch_index(&self.sigs, base);
+        let victim = self.victim.get(base / WAYS).map_or(0, |&v| usize::from(v));
+        // A slot spans two lines; the next slot's start names the second.
+        prefetch_index(&self.slots, base + victim);
+        prefetch_index(&self.slots, base + victim + 1);
     }
 
     /// Like [`lookup`](Self::lookup) without touching counters or freeing stale entries.
@@ -228,6 +246,7 @@ impl<V: Copy> Cache<V> {
             value,
         };
         if let Some(at) = self.find(&key, hash) {
+            self.sigs[at] = (generation << 32) | u64::from(sig(hash));
             self.slots[at] = Some(new);
             return None;
         }
@@ -242,10 +261,13 @@ impl<V: Copy> Cache<V> {
             }
         }
         if target.is_none() {
+            // A stale slot (another generation) by its signature word; only a candidate's slot
+            // is read, to confirm with the full generation.
             for i in 0..WAYS {
-                if self.slots[base + i]
-                    .as_ref()
-                    .is_some_and(|s| s.generation != generation)
+                if (self.sigs[base + i] >> 32) as u32 != generation as u32
+                    && self.slots[base + i]
+                        .as_ref()
+                        .is_some_and(|s| s.generation != generation)
                 {
                     target = Some(base + i);
                     break;
@@ -263,7 +285,7 @@ impl<V: Copy> Cache<V> {
             evicted = self.slots[base + v].as_ref().map(|s| s.key);
             base + v
         };
-        self.sigs[at] = sig(hash);
+        self.sigs[at] = (generation << 32) | u64::from(sig(hash));
         self.slots[at] = Some(new);
         evicted
     }
