@@ -1683,8 +1683,35 @@ impl Table {
         out
     }
 
+    /// Number of shards (for [`entries_in`](Self::entries_in)).
+    pub fn shards(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Appends the entries of shard `shard` matching `filter` to `out`: a listing one shard at
+    /// a time, for a caller that walks the table over many calls without holding more than one
+    /// shard's lock or building a list of the whole table (reusing `out`, it allocates only to
+    /// grow it). Nothing for a shard out of range.
+    pub fn entries_in(&self, shard: usize, filter: &Filter, out: &mut Vec<EntryInfo>) {
+        if shard > self.mask {
+            return;
+        }
+        let g = self.lock(shard);
+        out.extend(
+            g.entries
+                .iter()
+                .filter(|e| e.in_use && Self::matches(filter, e))
+                .map(Self::info),
+        );
+    }
+
     /// Removes the entries matching `filter` (e.g. on policy revocation); returns how many.
+    /// A tuple names at most one entry, found through the index as a lookup finds it (no
+    /// scan); the other filters visit every shard, one lock at a time.
     pub fn flush(&self, filter: &Filter) -> usize {
+        if let Filter::Tuple { zone, tuple } = filter {
+            return self.remove_key(*zone, tuple);
+        }
         let mut removed = 0;
         for si in 0..=self.mask {
             loop {
@@ -1712,6 +1739,34 @@ impl Table {
                 }
             }
         }
+        removed
+    }
+
+    /// `flush(&Filter::Tuple { .. })`: the entry having the tuple as either of its keys, found
+    /// in the key's shard or, for a reply key that NAT moved, through its redirect.
+    fn remove_key(&self, zone: u16, tuple: &Tuple) -> usize {
+        let Some(key) = Key::from_tuple(zone, tuple) else {
+            return 0;
+        };
+        let (s, t) = hashes(self.seed, &key);
+        let mut si = self.shard_index(s);
+        let mut pending = Pending::default();
+        let mut removed = 0;
+        // The key's own shard, then at most one redirect.
+        for _ in 0..2 {
+            let mut g = self.lock(si);
+            if let Some((slot, _)) = g.find(t, &key) {
+                g.stats.removals += 1;
+                self.remove_slot(&mut g, si, slot, &mut pending);
+                removed = 1;
+                break;
+            }
+            match g.find_redirect(t, &key) {
+                Some(p) => si = p as usize & self.mask,
+                None => break,
+            }
+        }
+        self.flush_pending(&pending);
         removed
     }
 

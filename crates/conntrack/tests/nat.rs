@@ -5,8 +5,9 @@ use common::*;
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use podswitch_conntrack::{
     CommitError, Config, Direction, Endpoint, Filter, L4, Nat, PacketMeta, RefusalReason, Rewrite,
-    RewriteError, Table, TcpFlags, TcpMeta, Verdict, nat,
+    RewriteError, Table, TcpFlags, TcpMeta, Tuple, Verdict, nat,
 };
+use podswitch_wire::IpProtocol;
 use std::net::IpAddr;
 
 fn octets4(a: IpAddr) -> [u8; 4] {
@@ -449,4 +450,68 @@ fn ipv6_extension_headers_and_fragments() {
         Err(RewriteError::Unsupported)
     );
     assert_eq!(chain, before);
+}
+
+/// `flush` by tuple goes through the index instead of scanning: for plain and NAT'd
+/// connections (whose reply key may live behind a redirect in another shard), removing by
+/// either tuple removes exactly that connection, once, and leaves the table consistent.
+#[test]
+fn flush_by_tuple_finds_either_key_without_a_scan() {
+    let t = Table::new(&Config {
+        max_entries: 4096,
+        shards: 64,
+        ..Config::default()
+    });
+    let now = secs(1);
+    let vip = ip("10.96.0.10");
+    let mut conns = Vec::new();
+    for i in 0..600u16 {
+        let src = ip(&format!("10.0.{}.{}", i / 200, 1 + i % 200));
+        let m = PacketMeta::udp(src, vip, 20_000 + i, 53);
+        // Every third connection is DNAT'd to a backend, so its reply key differs.
+        let nat = if i % 3 == 0 {
+            Nat {
+                snat: None,
+                dnat: Some(Endpoint::new(ip("10.1.0.7"), 5353)),
+            }
+        } else {
+            Nat::NONE
+        };
+        let l = t.commit(&m, nat, now).expect("committed");
+        let info = t
+            .entries(&Filter::Tuple {
+                zone: 0,
+                tuple: Tuple::new(src, vip, IpProtocol::Udp, 20_000 + i, 53),
+            })
+            .pop()
+            .expect("listed");
+        assert!(l.handle.is_some());
+        conns.push((info.original, info.reply));
+    }
+    assert_eq!(t.occupancy(), 600);
+    for (i, (original, reply)) in conns.iter().enumerate() {
+        // Alternate the key used: the reply tuple of a NAT'd connection exercises the redirect.
+        let tuple = if i % 2 == 0 { *original } else { *reply };
+        assert_eq!(
+            t.flush(&Filter::Tuple { zone: 0, tuple }),
+            1,
+            "connection {i}"
+        );
+        assert_eq!(
+            t.flush(&Filter::Tuple { zone: 0, tuple }),
+            0,
+            "connection {i} again"
+        );
+        assert_eq!(
+            t.flush(&Filter::Tuple {
+                zone: 1,
+                tuple: *original
+            }),
+            0,
+            "other zone"
+        );
+        assert_eq!(t.occupancy() as usize, 600 - i - 1);
+        t.check_invariants().expect("consistent after removal");
+    }
+    assert!(t.entries(&Filter::All).is_empty());
 }

@@ -233,6 +233,11 @@ pub struct Worker {
     counters: Counters,
     /// Counters of earlier states, and every counter not indexed densely.
     folded: Stats,
+    /// Revalidation pass: whether one is due (a state arrived since the last completed), the
+    /// next conntrack shard to list, and the listed entries of the current shard with the
+    /// position reached in them.
+    reval_due: bool,
+    reval_shard: usize,
     reval_entries: Vec<EntryInfo>,
     reval_pos: usize,
     /// Stage-1 results of the current batch (capacity `BATCH_SIZE`, reused).
@@ -272,6 +277,8 @@ impl Worker {
             conntrack,
             cache: Cache::new(cache_capacity)?,
             folded: Stats::default(),
+            reval_due: false,
+            reval_shard: 0,
             reval_entries: Vec::new(),
             reval_pos: 0,
             stage: Vec::with_capacity(BATCH_SIZE),
@@ -295,6 +302,8 @@ impl Worker {
         }
         self.state = state;
         // A new pass re-checks every connection against the new policy.
+        self.reval_due = true;
+        self.reval_shard = 0;
         self.reval_entries.clear();
         self.reval_pos = 0;
     }
@@ -320,37 +329,64 @@ impl Worker {
     }
 
     /// Re-checks up to `max` conntrack entries against the current policy (original direction)
-    /// and removes those it no longer allows; returns how many were removed. A pass lists the
-    /// table once (control-path allocation) and walks it over successive calls; `set_state`
-    /// starts a new pass. Also expires up to `max` timed-out entries at `now`
-    /// ([`Table::sweep`]; not counted in the result).
+    /// and removes those it no longer allows; returns how many were removed. After each
+    /// [`set_state`](Self::set_state) one pass walks the table over successive calls, listing
+    /// one conntrack shard at a time (one lock, a reused buffer); between states there is
+    /// nothing to re-check, so no pass runs: a connection is committed only under the state of
+    /// the worker committing it, and that worker's own pass covers it when its state changes.
+    /// Also expires up to `max` timed-out entries at `now` ([`Table::sweep`]; not counted in
+    /// the result).
     pub fn revalidate(&mut self, now: Instant, max: usize) -> usize {
         self.conntrack.sweep(now, max);
-        if self.reval_pos >= self.reval_entries.len() {
-            self.reval_entries = self.conntrack.entries(&Filter::Zone(meta::ZONE));
-            self.reval_pos = 0;
-        }
-        let end = (self.reval_pos + max).min(self.reval_entries.len());
         let mut removed = 0;
-        for e in &self.reval_entries[self.reval_pos..end] {
-            let o = e.original;
-            let (proto, port) = policy_key(o.protocol, o.dst_port);
-            if !self
-                .state
-                .policy
-                .verdict(o.src, o.dst, proto, port)
-                .is_allowed()
-            {
-                // Entries are keyed by tuple; the table offers no cheaper removal by tuple.
-                removed += self.conntrack.flush(&Filter::Tuple {
-                    zone: e.zone,
-                    tuple: o,
-                });
+        let mut budget = max;
+        while self.reval_due && budget > 0 {
+            if self.reval_pos >= self.reval_entries.len() {
+                if self.reval_shard >= self.conntrack.shards() {
+                    // Pass complete: release the listing (a shard's worth at most).
+                    self.reval_due = false;
+                    self.reval_entries = Vec::new();
+                    self.reval_pos = 0;
+                    break;
+                }
+                self.reval_entries.clear();
+                self.conntrack.entries_in(
+                    self.reval_shard,
+                    &Filter::Zone(meta::ZONE),
+                    &mut self.reval_entries,
+                );
+                self.reval_shard += 1;
+                self.reval_pos = 0;
+                continue;
             }
+            let end = (self.reval_pos + budget).min(self.reval_entries.len());
+            for e in &self.reval_entries[self.reval_pos..end] {
+                let o = e.original;
+                let (proto, port) = policy_key(o.protocol, o.dst_port);
+                if !self
+                    .state
+                    .policy
+                    .verdict(o.src, o.dst, proto, port)
+                    .is_allowed()
+                {
+                    // By tuple: found through the index, no scan.
+                    removed += self.conntrack.flush(&Filter::Tuple {
+                        zone: e.zone,
+                        tuple: o,
+                    });
+                }
+            }
+            budget -= end - self.reval_pos;
+            self.reval_pos = end;
         }
-        self.reval_pos = end;
         self.folded.revoked_connections += removed as u64;
         removed
+    }
+
+    /// Whether a revalidation pass is under way (a state arrived and not every conntrack shard
+    /// has been re-checked against it yet).
+    pub fn revalidating(&self) -> bool {
+        self.reval_due
     }
 
     /// Processes every received frame of `batch` and collects the outputs per port.

@@ -1009,6 +1009,7 @@ fn revalidation_removes_idle_revoked_connections_on_a_budget() {
     assert_eq!(node.conntrack().occupancy(), 3);
     node.remove_policy("b", "allow-db").expect("publish");
     let now = t0();
+    assert!(node.worker().revalidating(), "a new state starts a pass");
     let first = node.worker().revalidate(now, 1);
     let second = node.worker().revalidate(now, 10);
     assert!(first <= 1, "a budget of one entry removes at most one");
@@ -1026,6 +1027,11 @@ fn revalidation_removes_idle_revoked_connections_on_a_budget() {
         0
     );
     assert_eq!(node.conntrack().occupancy(), 0);
+    // The pass is complete and, with no new state, none starts again (it used to re-list the
+    // whole table every time the previous pass ended).
+    assert!(!node.worker().revalidating());
+    assert_eq!(node.worker().revalidate(now, 1 << 20), 0);
+    assert!(!node.worker().revalidating());
 }
 
 // ---- tshark ----------------------------------------------------------------------------------
