@@ -189,7 +189,11 @@ impl<V: Copy> Cache<V> {
     /// graph nodes do, so that a batch's misses overlap instead of queueing one behind another.
     #[inline(always)]
     pub fn prefetch_bucket(&self, hash: u32) {
-        prefetch_index(&self.sigs, self.bucket(hash));
+        // First and last word: one line when the array is line-aligned (a large allocation
+        // under the daemon's allocator is), two otherwise.
+        let base = self.bucket(hash);
+        prefetch_index(&self.sigs, base);
+        prefetch_index(&self.sigs, base + WAYS - 1);
     }
 
     /// Starts loading the slot where `key` would be (after [`prefetch_bucket`]
@@ -214,6 +218,7 @@ impl<V: Copy> Cache<V> {
     pub fn prefetch_insert(&self, hash: u32) {
         let base = self.bucket(hash);
         prefetch_index(&self.sigs, base);
+        prefetch_index(&self.sigs, base + WAYS - 1);
         let victim = self.victim.get(base / WAYS).map_or(0, |&v| usize::from(v));
         // A slot spans two lines; the next slot's start names the second.
         prefetch_index(&self.slots, base + victim);
