@@ -301,10 +301,11 @@ struct ShardStats {
 /// One connection. Laid out in field order and aligned to a cache line so an entry occupies
 /// exactly four lines (256 bytes) and never straddles a fifth. Ordered by what a packet reads:
 /// line 0 holds everything a packet of a known connection updates except the protocol state
-/// (expiry, counters, generation, flags, and a fingerprint of each direction's key), then the
-/// protocol state to the end of line 1, lines 2–3 the two keys and the cold list links. An update by handle
-/// (the flow cache's fast path) therefore reads and writes two lines, a hash lookup three: at a
-/// million entries, where every line is a miss, the lines a packet touches set its cost.
+/// (expiry, counters, generation, flags, and a fingerprint of each direction's key), then comes
+/// the protocol state to the end of line 1, and lines 2–3 hold the two keys and the cold list
+/// links. An update by handle (the flow cache's fast path) therefore reads and writes two lines,
+/// a hash lookup three: at a million entries, where every line is a miss, the lines a packet
+/// touches set its cost.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 struct Entry {
