@@ -1673,13 +1673,7 @@ impl Table {
     pub fn entries(&self, filter: &Filter) -> Vec<EntryInfo> {
         let mut out = Vec::new();
         for si in 0..=self.mask {
-            let g = self.lock(si);
-            out.extend(
-                g.entries
-                    .iter()
-                    .filter(|e| e.in_use && Self::matches(filter, e))
-                    .map(Self::info),
-            );
+            self.entries_in(si, filter, &mut out);
         }
         out
     }
