@@ -18,7 +18,9 @@ fn main() -> std::process::ExitCode {
     match podswitch_xdp::transparent_huge_pages().as_deref() {
         Some(mode @ ("always" | "madvise")) => tracing::info!(
             mode,
-            "transparent huge pages: tables of 4 MiB and more are advised to use them"
+            threshold_bytes = podswitch_xdp::HUGE_PAGE_THRESHOLD,
+            "transparent huge pages: allocations from the threshold up (conntrack and flow \
+             tables) are advised to use them"
         ),
         other => tracing::warn!(
             mode = other.unwrap_or("absent"),
