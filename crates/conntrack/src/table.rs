@@ -366,10 +366,16 @@ impl Entry {
         self.keys[0].src as u64 ^ self.keys[1].src as u64 ^ self.touch_hot()
     }
 
-    /// Reads one word of each line an update by handle reads (lines 0 and 1).
+    /// Reads one word of each line an update by handle reads: line 0 (expiry, and the protocol's
+    /// discriminant in its tail) and, for TCP, line 1 (the TCP state; the discriminant alone
+    /// would leave that line to miss in `hit`).
     #[inline(always)]
     fn touch_hot(&self) -> u64 {
-        self.expires ^ u64::from(matches!(self.proto, Proto::Tcp(_)))
+        let proto = match &self.proto {
+            Proto::Tcp(c) => u64::from(c.touch()),
+            _ => 0,
+        };
+        self.expires ^ proto
     }
 
     /// Whether a packet with `key` belongs to this entry in direction `d` and generation
@@ -781,6 +787,10 @@ impl Table {
             .chunks(Self::BATCH)
             .zip(out[..n].chunks_mut(Self::BATCH))
             .peekable();
+        // The first group too (later ones are prefetched a group ahead, below).
+        for (h, _) in packets[..n.min(Self::BATCH)].iter() {
+            self.prefetch_entry(*h);
+        }
         while let Some((p, o)) = groups.next() {
             let next = groups.peek().map(|(n, _)| &**n);
             self.update_group(p, next, now, o);
