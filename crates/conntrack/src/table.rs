@@ -788,7 +788,7 @@ impl Table {
             .zip(out[..n].chunks_mut(Self::BATCH))
             .peekable();
         // The first group too (later ones are prefetched a group ahead, below).
-        for (h, _) in packets[..n.min(Self::BATCH)].iter() {
+        for (h, _) in &packets[..n.min(Self::BATCH)] {
             self.prefetch_entry(*h);
         }
         while let Some((p, o)) = groups.next() {
