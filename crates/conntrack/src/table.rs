@@ -5,19 +5,24 @@
 //! Layout: `shards` (a power of two) `Mutex`-protected shards, each with a slab of entries sized
 //! at creation, a free list, a compact open-addressing [`Index`] mapping both tuples of each
 //! entry to `slot << 1 | direction` (one cache line per probe, then the entry), and two
-//! intrusive FIFO lists of evictable entries (unassured, closing). A connection lives in the shard chosen by the symmetric hash of its
-//! original tuple, so both directions meet there. When NAT makes the reply tuple hash to another
+//! intrusive FIFO lists of evictable entries (unassured, closing). A connection lives in the
+//! shard chosen by the symmetric hash of its original tuple, so both directions meet there. When NAT makes the reply tuple hash to another
 //! shard, that shard holds a *redirect* (reply tuple → owning shard). Only the batch calls
 //! ([`Table::lookup_batch`], [`Table::update_batch`]) on a large table hold several shard locks,
 //! taken in ascending shard order; every other operation holds at most one at a time, so no
 //! lock-order cycle can form. A redirect is added before its entry and removed after it, so a
 //! lookup racing with either sees a miss at worst.
 //!
-//! Memory: an entry is 256 bytes (four lines) and the index 8-byte slots at about 20 bytes per
-//! key, so a 1 M-entry table spans ~380 MB. Visited at random, every packet then misses the
-//! caches and the TLB (`examples/memfloor.rs`: ~240 ns per entry read when each read waits for
-//! the previous one, as behind a per-packet mutex; ~30 ns when 16 are in flight). The batch
-//! calls exist to put those misses in flight together.
+//! Memory: an entry is 256 bytes (four lines; an update by handle touches the first two, see
+//! `Entry`) and the index 8-byte slots at about 20 bytes per key, so a 1 M-entry table spans
+//! ~380 MB. Visited at random, every packet then misses the caches, and on 4 KiB pages the TLB
+//! (`examples/memfloor.rs`: ~240 ns per entry read when each read waits for the previous one,
+//! as behind a per-packet mutex; ~30 ns when 16 are in flight). The batch calls exist to put
+//! those misses in flight together: a group's entries are touched before any is processed, and
+//! the next group's are prefetched (without its locks) while this one is processed; a caller
+//! can start them earlier still ([`Table::prefetch_handles`], [`Table::prefetch_lookup`]).
+//! Slabs are sized in whole 2 MiB pages when large, for an allocator that backs them with huge
+//! pages (the daemon's).
 //!
 //! Invariants (exact when no call is in flight, checked by [`Table::check_invariants`]): every
 //! used slot has its tuples in its shard's index and nothing else is indexed; the global and
