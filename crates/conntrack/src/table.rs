@@ -6,8 +6,9 @@
 //! at creation, a free list, a compact open-addressing [`Index`] mapping both tuples of each
 //! entry to `slot << 1 | direction` (one cache line per probe, then the entry), and two
 //! intrusive FIFO lists of evictable entries (unassured, closing). A connection lives in the
-//! shard chosen by the symmetric hash of its original tuple, so both directions meet there. When NAT makes the reply tuple hash to another
-//! shard, that shard holds a *redirect* (reply tuple → owning shard). Only the batch calls
+//! shard chosen by the symmetric hash of its original tuple, so both directions meet there.
+//! When NAT makes the reply tuple hash to another shard, that shard holds a *redirect* (reply
+//! tuple → owning shard). Only the batch calls
 //! ([`Table::lookup_batch`], [`Table::update_batch`]) on a large table hold several shard locks,
 //! taken in ascending shard order; every other operation holds at most one at a time, so no
 //! lock-order cycle can form. A redirect is added before its entry and removed after it, so a
