@@ -4,9 +4,9 @@
 //! [`WAYS`] slots; a key lives only in the bucket its precomputed [`FlowKey::hash`] selects, so a
 //! lookup reads one bucket's signature words (64 bytes, one line) and compares at most a few full
 //! keys. Insertion is O(1): it overwrites the same key, else takes a free or stale slot, else
-//! evicts round-robin within the bucket. Each entry remembers the generation of the state that produced it; a lookup
-//! under another generation is a miss and frees the slot (lazy invalidation: a policy change bumps
-//! the generation instead of walking the cache).
+//! evicts round-robin within the bucket. Each entry remembers the generation of the state that
+//! produced it; a lookup under another generation is a miss and frees the slot (lazy
+//! invalidation: a policy change bumps the generation instead of walking the cache).
 //!
 //! Invariants: `len() <= capacity()`; a key occupies at most one slot; a slot's signature is 0 iff
 //! it is empty. No allocation after [`Cache::new`]. Thread-safety: one cache per worker, mutated
@@ -94,6 +94,12 @@ impl<V: Copy> core::fmt::Debug for Cache<V> {
 #[inline(always)]
 const fn sig(hash: u32) -> u32 {
     hash | 1
+}
+
+/// The signature word of an occupied slot (see `Cache::sigs`).
+#[inline(always)]
+fn word(hash: u32, generation: u64) -> u64 {
+    (generation << 32) | u64::from(sig(hash))
 }
 
 impl<V: Copy> Cache<V> {
@@ -207,8 +213,15 @@ impl<V: Copy> Cache<V> {
             .iter()
             .position(|&x| x as u32 == s)
         {
-            prefetch_index(&self.slots, base + i);
+            self.prefetch_slot_lines(base + i);
         }
+    }
+
+    /// Starts loading slot `at`, which spans two lines: the next slot's start names the second.
+    #[inline(always)]
+    fn prefetch_slot_lines(&self, at: usize) {
+        prefetch_index(&self.slots, at);
+        prefetch_index(&self.slots, at + 1);
     }
 
     /// Starts loading what an [`insert`](Self::insert) under `hash` will write when the key is
@@ -216,13 +229,10 @@ impl<V: Copy> Cache<V> {
     /// signature line and the round-robin victim's slot. A hint: nothing waits for it.
     #[inline(always)]
     pub fn prefetch_insert(&self, hash: u32) {
+        self.prefetch_bucket(hash);
         let base = self.bucket(hash);
-        prefetch_index(&self.sigs, base);
-        prefetch_index(&self.sigs, base + WAYS - 1);
         let victim = self.victim.get(base / WAYS).map_or(0, |&v| usize::from(v));
-        // A slot spans two lines; the next slot's start names the second.
-        prefetch_index(&self.slots, base + victim);
-        prefetch_index(&self.slots, base + victim + 1);
+        self.prefetch_slot_lines(base + victim);
     }
 
     /// Like [`lookup`](Self::lookup) without touching counters or freeing stale entries.
@@ -251,7 +261,7 @@ impl<V: Copy> Cache<V> {
             value,
         };
         if let Some(at) = self.find(&key, hash) {
-            self.sigs[at] = (generation << 32) | u64::from(sig(hash));
+            self.sigs[at] = word(hash, generation);
             self.slots[at] = Some(new);
             return None;
         }
@@ -290,7 +300,7 @@ impl<V: Copy> Cache<V> {
             evicted = self.slots[base + v].as_ref().map(|s| s.key);
             base + v
         };
-        self.sigs[at] = (generation << 32) | u64::from(sig(hash));
+        self.sigs[at] = word(hash, generation);
         self.slots[at] = Some(new);
         evicted
     }
