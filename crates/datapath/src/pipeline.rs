@@ -50,7 +50,7 @@ use podswitch_flow::{Action, Actions, Cache, CacheError, FlowKey};
 use podswitch_policy::{Decision, PolicyId, RuleRef, Verdict};
 use podswitch_wire::arp::{self, Operation};
 use podswitch_wire::frame::{Fragment, Headers, L3, L4};
-use podswitch_wire::{icmpv6, parse_frame};
+use podswitch_wire::{icmpv6, parse_frame_into};
 
 use crate::batch::{BATCH_SIZE, Batch, Disposition, HEADROOM};
 use crate::icmp::{self, IcmpError, RateLimiter};
@@ -199,18 +199,34 @@ impl Counters {
     }
 }
 
-/// A received frame after stage 1.
+/// One received frame's record through the stages: its headers, input, flow key and plan.
+/// The worker keeps `BATCH_SIZE` of them and every stage writes its part in place: moving a
+/// freshly written record by value reads it back in wide loads that stall on store forwarding.
 #[derive(Debug, Clone, Copy)]
-enum Staged {
-    /// Already decided (dropped before the flow key).
-    Done(Disposition),
-    /// Parsed, with its flow key.
-    Ready {
-        h: Headers,
-        ing: Ingress,
-        key: FlowKey,
-        hash: u32,
-    },
+struct Slot {
+    /// The parsed headers (the inner frame's after decapsulation); valid unless `plan` is
+    /// `Done`.
+    h: Headers,
+    ing: Ingress,
+    key: FlowKey,
+    hash: u32,
+    plan: Plan,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            h: Headers::default(),
+            ing: Ingress {
+                idx: 0,
+                id: 0,
+                kind: PortKind::Endpoint,
+            },
+            key: FlowKey::default(),
+            hash: 0,
+            plan: Plan::Slow,
+        }
+    }
 }
 
 /// Where a frame came from after decapsulation.
@@ -240,10 +256,8 @@ pub struct Worker {
     reval_shard: usize,
     reval_entries: Vec<EntryInfo>,
     reval_pos: usize,
-    /// Stage-1 results of the current batch (capacity `BATCH_SIZE`, reused).
-    stage: Vec<Staged>,
-    /// Stage-2 plan per packet of the current batch (capacity `BATCH_SIZE`, reused).
-    plan: Vec<Plan>,
+    /// Per-packet records of the current batch (`BATCH_SIZE` of them, reused).
+    slots: Vec<Slot>,
     /// Cache hits queued for one conntrack `update_batch`: the packet, its cached decision, and
     /// the conntrack call's input and output (all capacity `BATCH_SIZE`, reused).
     hits: Vec<(usize, Cached)>,
@@ -251,10 +265,12 @@ pub struct Worker {
     ct_out: Vec<Option<Lookup>>,
 }
 
-/// What stage 3 does with a packet that has a flow key.
+/// What stage 3 does with a packet.
 #[derive(Debug, Clone, Copy)]
 enum Plan {
-    /// No usable cache hit: the slow path.
+    /// Already decided in stage 1 (dropped before its flow key).
+    Done(Disposition),
+    /// Keyed, and (after stage 2) no usable cache hit: the slow path.
     Slow,
     /// Dropped by the fast path's checks.
     Drop(DropReason),
@@ -281,8 +297,7 @@ impl Worker {
             reval_shard: 0,
             reval_entries: Vec::new(),
             reval_pos: 0,
-            stage: Vec::with_capacity(BATCH_SIZE),
-            plan: Vec::with_capacity(BATCH_SIZE),
+            slots: vec![Slot::default(); BATCH_SIZE],
             hits: Vec::with_capacity(BATCH_SIZE),
             ct_in: Vec::with_capacity(BATCH_SIZE),
             ct_out: Vec::with_capacity(BATCH_SIZE),
@@ -397,13 +412,13 @@ impl Worker {
     pub fn process(&mut self, batch: &mut Batch, now: Instant) {
         batch.reset_generated();
         let st = Arc::clone(&self.state);
+        let n = batch.rx_count().min(BATCH_SIZE);
         // Stage 1: parse (and decapsulate) the whole vector, compute keys and hashes.
-        let mut stage = core::mem::take(&mut self.stage);
-        stage.clear();
-        for i in 0..batch.rx_count() {
-            let s = self.classify(&st, batch, i);
-            stage.push(s);
+        let mut slots = core::mem::take(&mut self.slots);
+        for (i, s) in slots[..n].iter_mut().enumerate() {
+            self.classify(&st, batch, i, s);
         }
+        let slots_n = &slots[..n];
         // Stage 2: look every packet up in the flow cache back to back (at many flows their
         // memory misses overlap instead of serialising behind each packet's work: VPP's prefetch
         // of the next packets, done with plain loads), and queue the hits' conntrack updates so
@@ -415,23 +430,17 @@ impl Worker {
             // entry that slot's handle names. Each pass only issues loads that nothing waits
             // for, so a batch's misses are in flight together and the lookups below find their
             // lines cached (at a million flows a packet needs three dependent misses).
-            for s in &stage {
-                if let Staged::Ready { hash, .. } = s {
-                    self.cache.prefetch_bucket(*hash);
-                }
+            for s in slots_n.iter().filter(|s| keyed(s)) {
+                self.cache.prefetch_bucket(s.hash);
             }
-            for s in &stage {
-                if let Staged::Ready { hash, .. } = s {
-                    self.cache.prefetch_slot(*hash);
-                }
+            for s in slots_n.iter().filter(|s| keyed(s)) {
+                self.cache.prefetch_slot(s.hash);
             }
             let mut last = None;
-            for s in &stage {
-                if let Staged::Ready { key, hash, .. } = s
-                    && last != Some(*hash)
-                {
-                    last = Some(*hash);
-                    if let Some(c) = self.cache.peek(key, *hash, st.generation)
+            for s in slots_n.iter().filter(|s| keyed(s)) {
+                if last != Some(s.hash) {
+                    last = Some(s.hash);
+                    if let Some(c) = self.cache.peek(&s.key, s.hash, st.generation)
                         && let Some(h) = c.handle
                     {
                         self.conntrack.prefetch_handles([h]);
@@ -445,12 +454,10 @@ impl Worker {
             // table is small), so that miss overlaps the lookups instead of stalling
             // `update_batch` (100 000 flows: 2.7 -> 3.1 Mpps).
             let mut last = None;
-            for s in &stage {
-                if let Staged::Ready { key, hash, .. } = s
-                    && last != Some(*hash)
-                {
-                    last = Some(*hash);
-                    if let Some(c) = black_box(self.cache.peek(key, *hash, st.generation))
+            for s in slots_n.iter().filter(|s| keyed(s)) {
+                if last != Some(s.hash) {
+                    last = Some(s.hash);
+                    if let Some(c) = black_box(self.cache.peek(&s.key, s.hash, st.generation))
                         && let Some(h) = c.handle
                     {
                         self.conntrack.prefetch_handles([h]);
@@ -458,79 +465,72 @@ impl Worker {
                 }
             }
         }
-        let mut plan = core::mem::take(&mut self.plan);
         let mut hits = core::mem::take(&mut self.hits);
         let mut ct_in = core::mem::take(&mut self.ct_in);
         let mut ct_out = core::mem::take(&mut self.ct_out);
-        plan.clear();
         hits.clear();
         ct_in.clear();
-        for (i, s) in stage.iter().enumerate() {
-            let p = match s {
-                Staged::Done(_) => Plan::Slow,
-                Staged::Ready { h, key, hash, .. } => {
-                    match self.cache.lookup(key, *hash, st.generation) {
-                        None => {
-                            // Probably a new connection: start the slow path's misses now
-                            // (conntrack index slots, the cache slot it will fill) so they
-                            // overlap with the rest of the batch instead of stalling each
-                            // packet's slow path in turn.
-                            if let Some(m) = packet_meta(h, batch.packet_mut(i).frame()) {
-                                self.conntrack.prefetch_lookup(&m);
-                            }
-                            self.cache.prefetch_insert(*hash);
-                            Plan::Slow
-                        }
-                        Some(c) => match queue_fast(batch, i, h, c, &mut ct_in) {
-                            Err(r) => Plan::Drop(r),
-                            Ok(false) => Plan::Slow,
-                            Ok(true) => {
-                                hits.push((i, *c));
-                                Plan::Fast(hits.len() - 1)
-                            }
-                        },
+        for (i, s) in slots[..n].iter_mut().enumerate() {
+            if !keyed(s) {
+                continue;
+            }
+            s.plan = match self.cache.lookup(&s.key, s.hash, st.generation) {
+                None => {
+                    // Probably a new connection: start the slow path's misses now
+                    // (conntrack index slots, the cache slot it will fill) so they
+                    // overlap with the rest of the batch instead of stalling each
+                    // packet's slow path in turn.
+                    if let Some(m) = packet_meta(&s.h, batch.packet_mut(i).frame()) {
+                        self.conntrack.prefetch_lookup(&m);
                     }
+                    self.cache.prefetch_insert(s.hash);
+                    Plan::Slow
                 }
+                Some(c) => match queue_fast(batch, i, &s.h, c, &mut ct_in) {
+                    Err(r) => Plan::Drop(r),
+                    Ok(false) => Plan::Slow,
+                    Ok(true) => {
+                        hits.push((i, *c));
+                        Plan::Fast(hits.len() - 1)
+                    }
+                },
             };
-            plan.push(p);
         }
         ct_out.clear();
         ct_out.resize(ct_in.len(), None);
         self.conntrack.update_batch(&ct_in, now, &mut ct_out);
         // Stage 3: per packet, in order: the cached actions, or the slow path.
-        for (i, s) in stage.iter().enumerate() {
-            let d = match (s, plan[i]) {
-                (Staged::Done(d), _) => *d,
-                (Staged::Ready { ing, .. }, Plan::Drop(r)) => self.drop_at(ing.idx, r),
-                (Staged::Ready { h, ing, key, hash }, Plan::Fast(k)) => {
+        for (i, s) in slots[..n].iter().enumerate() {
+            let d = match s.plan {
+                Plan::Done(d) => d,
+                Plan::Drop(r) => self.drop_at(s.ing.idx, r),
+                Plan::Fast(k) => {
                     let c = hits[k].1;
                     match ct_out[k].map(|l| l.verdict) {
                         Some(CtVerdict::Established | CtVerdict::Reply) => {
-                            match apply(&mut self.counters, &st, batch, i, h, &c, *hash, false) {
+                            match apply(&mut self.counters, &st, batch, i, &s.h, &c, s.hash, false)
+                            {
                                 Ok(d) => d,
-                                Err(r) => self.drop_at(ing.idx, r),
+                                Err(r) => self.drop_at(s.ing.idx, r),
                             }
                         }
                         Some(CtVerdict::Invalid(_)) => {
-                            self.drop_at(ing.idx, DropReason::ConntrackInvalid)
+                            self.drop_at(s.ing.idx, DropReason::ConntrackInvalid)
                         }
                         // The conntrack entry is gone or changed: decide again.
                         Some(CtVerdict::New | CtVerdict::Related) | None => {
-                            self.slow_or_drop(&st, batch, i, *ing, h, *key, *hash, now)
+                            self.slow_or_drop(&st, batch, i, s, now)
                         }
                     }
                 }
-                (Staged::Ready { h, ing, key, hash }, Plan::Slow) => {
-                    self.slow_or_drop(&st, batch, i, *ing, h, *key, *hash, now)
-                }
+                Plan::Slow => self.slow_or_drop(&st, batch, i, s, now),
             };
             batch.packet_mut(i).disposition = d;
         }
-        self.plan = plan;
         self.hits = hits;
         self.ct_in = ct_in;
         self.ct_out = ct_out;
-        self.stage = stage;
+        self.slots = slots;
         batch.collect_outputs();
     }
 
@@ -542,9 +542,10 @@ impl Worker {
         Disposition::Drop(r)
     }
 
-    /// Stage 1 for packet `i`: input port, parse, decapsulation, flow key.
+    /// Stage 1 for packet `i`: input port, parse, decapsulation, flow key, written into `s`
+    /// (its plan is `Done` when the packet was dropped here, `Slow` when it is keyed).
     #[inline]
-    fn classify(&mut self, st: &State, batch: &mut Batch, i: usize) -> Staged {
+    fn classify(&mut self, st: &State, batch: &mut Batch, i: usize, s: &mut Slot) {
         let (in_id, len) = {
             let p = batch.packet_mut(i);
             (p.in_port, p.len)
@@ -554,7 +555,8 @@ impl Worker {
             p.rx_packets += 1;
             p.rx_bytes += len as u64;
             p.drops[DropReason::UnknownInputPort.index()] += 1;
-            return Staged::Done(Disposition::Drop(DropReason::UnknownInputPort));
+            s.plan = Plan::Done(Disposition::Drop(DropReason::UnknownInputPort));
+            return;
         };
         let kind = port.kind;
         {
@@ -562,31 +564,36 @@ impl Worker {
             c.rx_packets += 1;
             c.rx_bytes += len as u64;
         }
-        let Ok(mut h) = parse_frame(batch.packet_mut(i).frame()) else {
-            return Staged::Done(self.drop_at(idx, DropReason::Malformed));
-        };
-        let mut ing = Ingress {
+        s.ing = Ingress {
             idx,
             id: in_id,
             kind,
         };
+        if parse_frame_into(batch.packet_mut(i).frame(), &mut s.h).is_err() {
+            s.plan = Plan::Done(self.drop_at(idx, DropReason::Malformed));
+            return;
+        }
         match kind {
             PortKind::Endpoint => {}
-            PortKind::Uplink => match self.decap(st, batch, i, &h, &mut ing) {
-                Ok(inner) => h = inner,
-                Err(r) => return Staged::Done(self.drop_at(ing.idx, r)),
-            },
+            PortKind::Uplink => {
+                if let Err(r) = self.decap(st, batch, i, s) {
+                    s.plan = Plan::Done(self.drop_at(s.ing.idx, r));
+                    return;
+                }
+            }
             // Tunnel ports are virtual: frames reach them only by decapsulation.
             PortKind::Tunnel { .. } => {
-                return Staged::Done(self.drop_at(idx, DropReason::UnknownInputPort));
+                s.plan = Plan::Done(self.drop_at(idx, DropReason::UnknownInputPort));
+                return;
             }
         }
-        if h.vlan_count != 0 {
-            return Staged::Done(self.drop_at(ing.idx, DropReason::Vlan));
+        if s.h.vlan_count != 0 {
+            s.plan = Plan::Done(self.drop_at(s.ing.idx, DropReason::Vlan));
+            return;
         }
-        let key = FlowKey::from_headers(ing.id, &h);
-        let hash = key.hash();
-        Staged::Ready { h, ing, key, hash }
+        s.key = FlowKey::from_headers(s.ing.id, &s.h);
+        s.hash = s.key.hash();
+        s.plan = Plan::Slow;
     }
 
     /// The slow path for packet `i`, its error counted as a drop.
@@ -597,33 +604,29 @@ impl Worker {
         st: &State,
         batch: &mut Batch,
         i: usize,
-        ing: Ingress,
-        h: &Headers,
-        key: FlowKey,
-        hash: u32,
+        s: &Slot,
         now: Instant,
     ) -> Disposition {
-        match self.slow(st, batch, i, ing, h, key, hash, now) {
+        match self.slow(st, batch, i, s.ing, &s.h, s.key, s.hash, now) {
             Ok(d) => d,
-            Err(r) => self.drop_at(ing.idx, r),
+            Err(r) => self.drop_at(s.ing.idx, r),
         }
     }
 
-    /// Decapsulates a frame from the uplink in place; on success the packet is the inner frame
-    /// and `ing` the tunnel port of the sending VTEP.
+    /// Decapsulates a frame from the uplink in place; on success the packet is the inner frame,
+    /// `s.h` its headers and `s.ing` the tunnel port of the sending VTEP.
     fn decap(
         &mut self,
         st: &State,
         batch: &mut Batch,
         i: usize,
-        h: &Headers,
-        ing: &mut Ingress,
-    ) -> Result<Headers, DropReason> {
-        if h.vxlan.is_none() {
+        s: &mut Slot,
+    ) -> Result<(), DropReason> {
+        if s.h.vxlan.is_none() {
             return Err(DropReason::UplinkNotVxlan);
         }
         let p = batch.packet_mut(i);
-        let d = st.overlay.decap(p.frame(), h).map_err(|e| match e {
+        let d = st.overlay.decap(p.frame(), &s.h).map_err(|e| match e {
             podswitch_overlay::DecapError::UnknownVtep => DropReason::VxlanUnknownVtep,
             podswitch_overlay::DecapError::NotLocal => DropReason::VxlanNotLocal,
             _ => DropReason::VxlanBadOuter,
@@ -634,7 +637,7 @@ impl Worker {
         };
         p.start += d.inner_offset;
         p.len = d.inner_len;
-        *ing = Ingress {
+        s.ing = Ingress {
             idx: tidx,
             id: tunnel,
             kind: PortKind::Tunnel { vtep: d.vtep },
@@ -642,7 +645,7 @@ impl Worker {
         let c = &mut self.counters.ports[usize::from(tidx)];
         c.rx_packets += 1;
         c.rx_bytes += p.len as u64;
-        parse_frame(p.frame()).map_err(|_| DropReason::VxlanBadInner)
+        parse_frame_into(p.frame(), &mut s.h).map_err(|_| DropReason::VxlanBadInner)
     }
 
     /// The slow path for one frame.
@@ -1148,6 +1151,12 @@ fn apply(
     counters.tx(c.out_port, tx_len);
     counters.traffic(c, inner_len, new_connection);
     Ok(Disposition::Output(port))
+}
+
+/// Whether stage 1 keyed the packet (it was not decided there).
+#[inline(always)]
+fn keyed(s: &Slot) -> bool {
+    !matches!(s.plan, Plan::Done(_))
 }
 
 fn is_multicast(a: IpAddr) -> bool {

@@ -332,11 +332,25 @@ const fn err(layer: Layer, reason: Reason) -> ParseError {
 /// Errors name the layer and reason, e.g. an IPv4 IHL below 5 is `{Ipv4, Malformed}`, a bad IPv4
 /// header checksum `{Ipv4, Checksum}`, a third VLAN tag `{Ethernet, Unsupported}`.
 pub fn parse_frame(frame: &[u8]) -> Result<Headers, ParseError> {
+    let mut h = Headers::default();
+    parse_frame_into(frame, &mut h)?;
+    Ok(h)
+}
+
+/// [`parse_frame`] writing into `h` in place (every field is overwritten; after an error `h`
+/// holds a partial parse and must not be used).
+///
+/// For a caller that keeps its per-packet records in a preallocated vector: returning the
+/// 116-byte `Headers` by value and moving it into the record reads back, in wide loads, what
+/// the parser had just written field by field, and those loads stall on store forwarding (a
+/// tenth of a datapath's per-packet time).
+#[inline]
+pub fn parse_frame_into(frame: &[u8], h: &mut Headers) -> Result<(), ParseError> {
     let len = frame.len();
     if len < ethernet::HEADER_LEN {
         return Err(err(Layer::Ethernet, Reason::Truncated));
     }
-    let mut h = Headers {
+    *h = Headers {
         dst_mac: Address::from_bytes(&frame[0..6]),
         src_mac: Address::from_bytes(&frame[6..12]),
         ..Headers::default()
@@ -366,8 +380,8 @@ pub fn parse_frame(frame: &[u8]) -> Result<Headers, ParseError> {
     let l3 = type_at + 2;
     h.l3_offset = l3 as u16;
     match EtherType::from(ethertype) {
-        EtherType::Ipv4 => parse_ipv4(frame, l3, &mut h)?,
-        EtherType::Ipv6 => parse_ipv6(frame, l3, &mut h)?,
+        EtherType::Ipv4 => parse_ipv4(frame, l3, h)?,
+        EtherType::Ipv6 => parse_ipv6(frame, l3, h)?,
         EtherType::Arp => {
             h.l3 = L3::Arp(parse_arp(&frame[l3..])?);
             h.l4_offset = (l3 + arp::ETHERNET_IPV4_LEN) as u16;
@@ -378,7 +392,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<Headers, ParseError> {
             h.payload_offset = l3 as u16;
         }
     }
-    Ok(h)
+    Ok(())
 }
 
 /// Mirrors [`arp::Repr::parse`]'s checks and order so the two agree on every input.

@@ -37,7 +37,7 @@ pub mod vxlan;
 pub mod frame;
 
 pub use checksum::PseudoHeader;
-pub use frame::{Headers, Layer, ParseError, Reason, parse_frame};
+pub use frame::{Headers, Layer, ParseError, Reason, parse_frame, parse_frame_into};
 pub use ip::IpProtocol;
 
 /// Why a buffer could not be viewed or parsed as a header.
