@@ -31,13 +31,37 @@ pub(crate) fn ip_len(h: &Headers, frame: &[u8]) -> Option<usize> {
 /// The packet summary conntrack needs, or `None` when the frame is not IP or is inconsistent.
 #[inline]
 pub(crate) fn packet_meta(h: &Headers, frame: &[u8]) -> Option<PacketMeta> {
-    let ip = h.ip()?;
-    let len = ip_len(h, frame)?;
-    let l4 = match h.l4 {
+    let mut m = placeholder_meta();
+    packet_meta_into(h, frame, &mut m).then_some(m)
+}
+
+/// A meta to overwrite (unspecified addresses, UDP ports 0).
+pub(crate) fn placeholder_meta() -> PacketMeta {
+    let any = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+    PacketMeta::udp(any, any, 0, 0)
+}
+
+/// [`packet_meta`] written into `m` in place (`false`: as `None`, and `m` is partly written).
+/// The fast path builds its metas straight into the conntrack batch: building one on the stack
+/// and moving it there stalled on store forwarding.
+#[inline]
+pub(crate) fn packet_meta_into(h: &Headers, frame: &[u8], m: &mut PacketMeta) -> bool {
+    let Some(ip) = h.ip() else { return false };
+    let Some(len) = ip_len(h, frame) else {
+        return false;
+    };
+    m.zone = ZONE;
+    m.src = ip.src;
+    m.dst = ip.dst;
+    m.len = len as u32;
+    m.l4 = match h.l4 {
         L4::Tcp(t) => {
             let flags = TcpFlags(t.flags as u8);
             let (window_scale, sack_permitted) = if flags.contains(TcpFlags::SYN) {
-                tcp_syn_options(frame.get(h.tcp_options()?)?)
+                let Some(opts) = h.tcp_options().and_then(|r| frame.get(r)) else {
+                    return false;
+                };
+                tcp_syn_options(opts)
             } else {
                 (None, false)
             };
@@ -67,14 +91,22 @@ pub(crate) fn packet_meta(h: &Headers, frame: &[u8]) -> Option<PacketMeta> {
                 .unwrap_or(0),
         }),
         L4::Icmpv4(i) => match i.ty {
-            8 | 0 => MetaL4::IcmpEcho {
-                request: i.ty == 8,
-                id: i.echo_id?,
-            },
+            8 | 0 => {
+                let Some(id) = i.echo_id else { return false };
+                MetaL4::IcmpEcho {
+                    request: i.ty == 8,
+                    id,
+                }
+            }
             // Errors that quote a datagram (RFC 792): unreachable, source quench, redirect,
             // time exceeded, parameter problem.
             3 | 4 | 5 | 11 | 12 => {
-                let q = icmpv4::Quoted::parse(frame.get(usize::from(h.l4_offset) + 8..)?).ok()?;
+                let Some(q) = frame
+                    .get(usize::from(h.l4_offset) + 8..)
+                    .and_then(|b| icmpv4::Quoted::parse(b).ok())
+                else {
+                    return false;
+                };
                 MetaL4::IcmpError {
                     inner: quoted_tuple(
                         IpAddr::V4(q.src_addr),
@@ -88,13 +120,21 @@ pub(crate) fn packet_meta(h: &Headers, frame: &[u8]) -> Option<PacketMeta> {
             _ => MetaL4::Other(IpProtocol::Icmp),
         },
         L4::Icmpv6(i) => match i.ty {
-            128 | 129 => MetaL4::IcmpEcho {
-                request: i.ty == 128,
-                id: i.echo_id?,
-            },
+            128 | 129 => {
+                let Some(id) = i.echo_id else { return false };
+                MetaL4::IcmpEcho {
+                    request: i.ty == 128,
+                    id,
+                }
+            }
             // RFC 4443 §2.1: types 1-4 are errors quoting the invoking packet.
             1..=4 => {
-                let q = icmpv6::Quoted::parse(frame.get(usize::from(h.l4_offset) + 8..)?).ok()?;
+                let Some(q) = frame
+                    .get(usize::from(h.l4_offset) + 8..)
+                    .and_then(|b| icmpv6::Quoted::parse(b).ok())
+                else {
+                    return false;
+                };
                 MetaL4::IcmpError {
                     inner: quoted_tuple(
                         IpAddr::V6(q.src_addr),
@@ -109,13 +149,7 @@ pub(crate) fn packet_meta(h: &Headers, frame: &[u8]) -> Option<PacketMeta> {
         },
         L4::None => MetaL4::Other(ip.protocol),
     };
-    Some(PacketMeta {
-        zone: ZONE,
-        src: ip.src,
-        dst: ip.dst,
-        l4,
-        len: len as u32,
-    })
+    true
 }
 
 fn quoted_tuple(
