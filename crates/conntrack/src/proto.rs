@@ -122,6 +122,20 @@ impl Proto {
         }
     }
 
+    /// Sets `self` to [`Proto::new`]`(meta)` in place: a TCP state built on the stack and
+    /// copied into the fresh entry stalled on store forwarding (half of a commit's time).
+    #[inline]
+    pub(crate) fn reset(&mut self, meta: &PacketMeta) {
+        if let L4::Tcp(t) = &meta.l4 {
+            *self = Proto::Tcp(TcpConn::EMPTY);
+            if let Proto::Tcp(c) = self {
+                c.start(t);
+            }
+        } else {
+            *self = Proto::new(meta);
+        }
+    }
+
     /// The state of a new entry, before its first packet is processed.
     pub(crate) fn new(meta: &PacketMeta) -> Proto {
         match &meta.l4 {

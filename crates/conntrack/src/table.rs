@@ -585,6 +585,11 @@ pub struct Table {
     slabs: Box<[usize]>,
     /// Each shard's index layout ([`Index::layout`]), for the same purpose.
     indexes: Box<[(usize, usize)]>,
+    /// Per shard, the slot its next commit will take (the top of its free list, `NIL` when
+    /// empty), kept current under the shard's lock and read without it by
+    /// [`prefetch_lookup`](Self::prefetch_lookup): a fresh entry's first store is otherwise a
+    /// cache miss that stalls the commit. A hint only: a stale value costs a wasted load.
+    free_hint: Box<[AtomicU32]>,
 }
 
 impl Table {
@@ -624,6 +629,15 @@ impl Table {
                 (g.entries.as_ptr() as usize, g.index.layout())
             })
             .unzip();
+        let free_hint = shards
+            .iter()
+            .map(|p| {
+                let g =
+                    p.0.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                AtomicU32::new(g.free.last().copied().unwrap_or(NIL))
+            })
+            .collect();
         Table {
             shards,
             mask: n as usize - 1,
@@ -641,6 +655,15 @@ impl Table {
                 > Self::PREFETCH_ABOVE,
             slabs: slabs.into_boxed_slice(),
             indexes: indexes.into_boxed_slice(),
+            free_hint,
+        }
+    }
+
+    /// Publishes shard `si`'s next free slot (see `free_hint`); the caller holds its lock.
+    #[inline(always)]
+    fn publish_free(&self, g: &Shard, si: usize) {
+        if let Some(h) = self.free_hint.get(si) {
+            h.store(g.free.last().copied().unwrap_or(NIL), Ordering::Relaxed);
         }
     }
 
@@ -843,7 +866,20 @@ impl Table {
         }
         let Ok(key) = meta.key() else { return };
         let (s, t) = hashes(self.seed, &key);
-        self.prefetch_home(self.shard_index(s), t);
+        let si = self.shard_index(s);
+        self.prefetch_home(si, t);
+        // The entry a commit in this shard would fill: every line of it is written.
+        if let Some(h) = self.free_hint.get(si) {
+            let slot = h.load(Ordering::Relaxed);
+            if slot < self.shard_cap
+                && let Some(&base) = self.slabs.get(si)
+            {
+                let at = base + slot as usize * std::mem::size_of::<Entry>();
+                for line in (0..std::mem::size_of::<Entry>()).step_by(64) {
+                    prefetch_addr(at + line);
+                }
+            }
+        }
         if let Some(reply) = key.invert() {
             let (rs, rt) = hashes(self.seed, &reply);
             self.prefetch_home(self.shard_index(rs), rt);
@@ -1327,6 +1363,7 @@ impl Table {
         e.redirect = NIL;
         e.generation = e.generation.wrapping_add(1);
         g.free.push(slot);
+        self.publish_free(g, si);
         self.occupancy.fetch_sub(1, Ordering::Relaxed);
         self.zones.release(keys[0].zone);
     }
@@ -1626,7 +1663,9 @@ impl Table {
         }
         self.reserve(g, si, key.zone, pending)
             .map_err(CommitError::Refused)?;
-        let Some(slot) = g.free.pop() else {
+        let popped = g.free.pop();
+        self.publish_free(g, si);
+        let Some(slot) = popped else {
             // `reserve` guaranteed a free slot; give the reservation back defensively.
             self.occupancy.fetch_sub(1, Ordering::Relaxed);
             self.zones.release(key.zone);
@@ -1636,7 +1675,7 @@ impl Table {
             let e = &mut g.entries[slot as usize];
             e.keys = [*key, *reply];
             e.fingerprints = [key.fingerprint(), reply.fingerprint()];
-            e.proto = Proto::new(meta);
+            e.proto.reset(meta);
             e.packets = [0; 2];
             e.bytes = [0; 2];
             e.in_use = true;

@@ -131,6 +131,17 @@ pub(crate) struct Seen {
     flags: u8,
 }
 
+impl Seen {
+    const EMPTY: Seen = Seen {
+        td_end: 0,
+        td_maxend: 0,
+        td_maxwin: 0,
+        td_maxack: 0,
+        td_scale: 0,
+        flags: 0,
+    };
+}
+
 /// The TCP part of a conntrack entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TcpConn {
@@ -241,20 +252,31 @@ impl TcpConn {
     /// The entry created by the first segment `t` (`tcp_new`); call [`check_new`] first, then
     /// [`packet`](Self::packet) with the same segment in the original direction.
     pub(crate) fn new(t: &TcpMeta) -> TcpConn {
-        let mut c = TcpConn {
-            seen: [Seen::default(); 2],
-            state: S_NO,
-            last_index: I_NONE,
-            last_dir: 0,
-            retrans: 0,
-            last_wscale: 0,
-            last_flags: 0,
-            last_seq: 0,
-            last_ack: 0,
-            last_end: 0,
-            last_win: 0,
-        };
-        let s = &mut c.seen[0];
+        let mut c = TcpConn::EMPTY;
+        c.start(t);
+        c
+    }
+
+    /// No segment seen.
+    pub(crate) const EMPTY: TcpConn = TcpConn {
+        seen: [Seen::EMPTY; 2],
+        state: S_NO,
+        last_index: I_NONE,
+        last_dir: 0,
+        retrans: 0,
+        last_wscale: 0,
+        last_flags: 0,
+        last_seq: 0,
+        last_ack: 0,
+        last_end: 0,
+        last_win: 0,
+    };
+
+    /// Records the first segment `t` into an [`EMPTY`](Self::EMPTY) state, in place (what
+    /// [`new`](Self::new) returns; a table writes it straight into a fresh entry).
+    #[inline]
+    pub(crate) fn start(&mut self, t: &TcpMeta) {
+        let s = &mut self.seen[0];
         s.td_end = segment_end(t);
         s.td_maxwin = u32::from(t.window).max(1);
         if t.flags.contains(TcpFlags::SYN) {
@@ -264,10 +286,9 @@ impl TcpConn {
             // Mid-stream pickup: the history is lost, so be liberal in both directions, as
             // nf_conntrack does with `tcp_loose`.
             s.td_maxend = s.td_end.wrapping_add(s.td_maxwin);
-            c.seen[0].flags = F_SACK_PERM | F_BE_LIBERAL;
-            c.seen[1].flags = F_SACK_PERM | F_BE_LIBERAL;
+            self.seen[0].flags = F_SACK_PERM | F_BE_LIBERAL;
+            self.seen[1].flags = F_SACK_PERM | F_BE_LIBERAL;
         }
-        c
     }
 
     /// One byte of the state, read only to start loading its cache line (see `Entry::touch_hot`).
