@@ -91,6 +91,16 @@ impl<V: Copy> core::fmt::Debug for Cache<V> {
     }
 }
 
+/// Starts loading the cache line at `addr` (a prefetch hint; an address outside the cache's
+/// arrays costs a wasted load, never a fault). `prefetch_index` never dereferences: a one-byte
+/// origin only lets it name an address by offset.
+#[inline(always)]
+fn prefetch_addr(addr: usize) {
+    static ORIGIN: u8 = 0;
+    let origin = core::ptr::addr_of!(ORIGIN) as usize;
+    prefetch_index(core::slice::from_ref(&ORIGIN), addr.wrapping_sub(origin));
+}
+
 #[inline(always)]
 const fn sig(hash: u32) -> u32 {
     hash | 1
@@ -217,11 +227,19 @@ impl<V: Copy> Cache<V> {
         }
     }
 
-    /// Starts loading slot `at`, which spans two lines: the next slot's start names the second.
+    /// Starts loading every line of slot `at`. A slot is not a divisor of a line (112 bytes
+    /// here), so it may span three: prefetching its start and the next slot's, as this once
+    /// did, left the middle line cold, and an insert's victim check stalled on it.
     #[inline(always)]
     fn prefetch_slot_lines(&self, at: usize) {
-        prefetch_index(&self.slots, at);
-        prefetch_index(&self.slots, at + 1);
+        let size = core::mem::size_of::<Option<Slot<V>>>();
+        let start = (self.slots.as_ptr() as usize).wrapping_add(at.wrapping_mul(size));
+        let end = start.wrapping_add(size);
+        let mut line = start & !63;
+        while line < end {
+            prefetch_addr(line);
+            line += 64;
+        }
     }
 
     /// Starts loading what an [`insert`](Self::insert) under `hash` will write when the key is
