@@ -28,22 +28,16 @@ pub(crate) fn ip_len(h: &Headers, frame: &[u8]) -> Option<usize> {
     (n <= ip.len()).then_some(n)
 }
 
-/// The packet summary conntrack needs, or `None` when the frame is not IP or is inconsistent.
-#[inline]
-pub(crate) fn packet_meta(h: &Headers, frame: &[u8]) -> Option<PacketMeta> {
-    let mut m = placeholder_meta();
-    packet_meta_into(h, frame, &mut m).then_some(m)
-}
-
 /// A meta to overwrite (unspecified addresses, UDP ports 0).
 pub(crate) fn placeholder_meta() -> PacketMeta {
     let any = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
     PacketMeta::udp(any, any, 0, 0)
 }
 
-/// [`packet_meta`] written into `m` in place (`false`: as `None`, and `m` is partly written).
-/// The fast path builds its metas straight into the conntrack batch: building one on the stack
-/// and moving it there stalled on store forwarding.
+/// Writes the packet summary conntrack needs into `m`; `false` (with `m` partly written) when
+/// the frame is not IP or is inconsistent. In place rather than returned: callers build it
+/// straight where it is used (the fast path into the conntrack batch), because building one on
+/// the stack and moving it there stalled on store forwarding.
 #[inline]
 pub(crate) fn packet_meta_into(h: &Headers, frame: &[u8], m: &mut PacketMeta) -> bool {
     let Some(ip) = h.ip() else { return false };

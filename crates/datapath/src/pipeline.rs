@@ -54,7 +54,7 @@ use podswitch_wire::{icmpv6, parse_frame_into};
 
 use crate::batch::{BATCH_SIZE, Batch, Disposition, HEADROOM};
 use crate::icmp::{self, IcmpError, RateLimiter};
-use crate::meta::{self, ip_len, packet_meta, packet_meta_into, placeholder_meta, policy_key};
+use crate::meta::{self, ip_len, packet_meta_into, placeholder_meta, policy_key};
 use crate::neighbor;
 use crate::state::{PortKind, Route, State};
 use crate::stats::{DropReason, GroupLabel, PortStats, Stats, Traffic};
@@ -481,7 +481,9 @@ impl Worker {
                     // (conntrack index slots, the cache slot it will fill) so they
                     // overlap with the rest of the batch instead of stalling each
                     // packet's slow path in turn.
-                    if let Some(m) = packet_meta(&s.h, batch.packet_mut(i).frame()) {
+                    // Built in place, not returned: see `packet_meta_into`.
+                    let mut m = placeholder_meta();
+                    if packet_meta_into(&s.h, batch.packet_mut(i).frame(), &mut m) {
                         self.conntrack.prefetch_lookup(&m);
                     }
                     self.cache.prefetch_insert(s.hash);
@@ -732,7 +734,10 @@ impl Worker {
             }
         };
         let frame = batch.packet_mut(i).frame();
-        let m = packet_meta(h, frame).ok_or(DropReason::Malformed)?;
+        let mut m = placeholder_meta();
+        if !packet_meta_into(h, frame, &mut m) {
+            return Err(DropReason::Malformed);
+        }
         // RFC 1812 §5.3.1: a router that would decrement the TTL to zero discards the packet
         // and sends time exceeded.
         if ip.ttl <= 1 {
