@@ -170,12 +170,14 @@ impl Rule {
     }
 }
 
-/// A policy's verdict-path form: one program per isolated direction and its CIDR tables.
+/// A policy's verdict-path form: one program per isolated direction, its CIDR tables, and per
+/// direction the [`hot::port_filter`] of its rules.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HotPolicy {
     pub(crate) ingress: Option<Arc<[u32]>>,
     pub(crate) egress: Option<Arc<[u32]>>,
     pub(crate) cidrs: Arc<[CidrTable]>,
+    pub(crate) ports: [u64; 2],
 }
 
 /// A compiled policy as workers see it.
@@ -473,14 +475,19 @@ impl Snapshot {
         let Some(first) = selecting.first() else {
             return Decision::NotIsolated;
         };
+        let bit = hot::port_bit(proto, port);
         for &pid in selecting {
             let Some(p) = self.hot_policies.get(pid as usize) else {
                 continue;
             };
-            let prog = match direction {
-                Direction::Ingress => p.ingress.as_deref(),
-                Direction::Egress => p.egress.as_deref(),
+            let (prog, filter) = match direction {
+                Direction::Ingress => (p.ingress.as_deref(), p.ports[0]),
+                Direction::Egress => (p.egress.as_deref(), p.ports[1]),
             };
+            // No rule of this policy can match the port: skip its program.
+            if filter & bit == 0 {
+                continue;
+            }
             let Some(prog) = prog else { continue };
             if let Some(rule) = hot::first_match(
                 prog,
@@ -1249,6 +1256,10 @@ impl PolicyEngine {
                 .as_deref()
                 .map(|r| Arc::from(hot::encode_rules(r, &mut cidrs))),
             cidrs: cidrs.into(),
+            ports: [
+                compiled.ingress.as_deref().map_or(0, hot::port_filter),
+                compiled.egress.as_deref().map_or(0, hot::port_filter),
+            ],
         };
         let i = id.0 as usize;
         let pv = Arc::make_mut(&mut self.policy_views);

@@ -228,6 +228,45 @@ pub(crate) fn encode_rules(rules: &[Rule], cidrs: &mut Vec<CidrTable>) -> Box<[u
     v.into_boxed_slice()
 }
 
+/// A 64-bit summary of the (protocol, port) pairs a direction's rules can match: every such
+/// pair's [`port_bit`] is set (all bits when a rule matches every port, a named port or a wide
+/// range). A verdict tests it before reading a policy's program, so with many policies
+/// selecting one pod, each allowing its own port, it reads only those that can match (the
+/// usual case of one policy per service port). Mirrors [`first_match`]: a clear bit implies no
+/// rule matches.
+pub(crate) fn port_filter(rules: &[Rule]) -> u64 {
+    /// Ranges up to this many ports set one bit each; wider ones set all.
+    const SMALL_RANGE: u16 = 16;
+    let mut f = 0u64;
+    for r in rules {
+        let Some(ports) = &r.ports else {
+            return u64::MAX;
+        };
+        for p in ports.iter() {
+            match *p {
+                PortMatch::Range {
+                    protocol,
+                    start,
+                    end,
+                } if end.saturating_sub(start) < SMALL_RANGE => {
+                    for port in start..=end {
+                        f |= port_bit(protocol.ip_number(), port);
+                    }
+                }
+                _ => return u64::MAX,
+            }
+        }
+    }
+    f
+}
+
+/// The bit of `(proto, port)` in a [`port_filter`].
+#[inline(always)]
+pub(crate) fn port_bit(proto: u8, port: u16) -> u64 {
+    let x = (u64::from(proto) << 16 | u64::from(port)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    1 << (x >> 58)
+}
+
 /// Longest-prefix lookup in an inlined table (entries of each family longest first).
 #[inline]
 fn inline_contains(words: &[u32], addr: IpAddr) -> bool {
@@ -342,4 +381,72 @@ pub(crate) fn first_match(
         rule += 1;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(ports: Option<Vec<PortMatch>>) -> Rule {
+        Rule {
+            peers: None,
+            ports: ports.map(Vec::into_boxed_slice),
+        }
+    }
+
+    fn range(protocol: Protocol, start: u16, end: u16) -> PortMatch {
+        PortMatch::Range {
+            protocol,
+            start,
+            end,
+        }
+    }
+
+    /// The filter never hides a port the program matches, and does hide most others.
+    #[test]
+    fn port_filter_covers_every_match_and_excludes_most_other_ports() {
+        let sets = [
+            vec![rule(Some(vec![range(Protocol::Tcp, 80, 80)]))],
+            vec![
+                rule(Some(vec![range(Protocol::Tcp, 80, 80)])),
+                rule(Some(vec![
+                    range(Protocol::Udp, 53, 53),
+                    range(Protocol::Tcp, 8000, 8010),
+                ])),
+            ],
+            vec![rule(Some(vec![range(Protocol::Sctp, 1000, 2000)]))],
+            vec![rule(Some(vec![PortMatch::AllPorts(Protocol::Udp)]))],
+            vec![rule(Some(vec![PortMatch::Named {
+                protocol: Protocol::Tcp,
+                name: 1,
+            }]))],
+            vec![rule(None)],
+            vec![rule(Some(vec![]))],
+            vec![],
+        ];
+        let named = [1, u32::from(6u8) << 16 | 8080];
+        for rules in &sets {
+            let f = port_filter(rules);
+            let prog = encode_rules(rules, &mut Vec::new());
+            let mut hidden = 0;
+            for proto in [1u8, 6, 17, 132] {
+                for port in 0..=10_000u16 {
+                    let hit = first_match(&prog, &[], &[], None, &named, proto, port).is_some();
+                    let bit = f & port_bit(proto, port) != 0;
+                    assert!(
+                        !hit || bit,
+                        "{rules:?}: {proto}/{port} matches but is filtered"
+                    );
+                    hidden += usize::from(!bit);
+                }
+            }
+            // Only explicit small port lists are selective.
+            if f != u64::MAX && !rules.is_empty() && f != 0 {
+                assert!(hidden > 30_000, "{rules:?}: only {hidden} of 40 004 hidden");
+            }
+        }
+        assert_eq!(port_filter(&sets[2]), u64::MAX, "a wide range matches all");
+        assert_eq!(port_filter(&sets[5]), u64::MAX, "no ports list matches all");
+        assert_eq!(port_filter(&sets[7]), 0, "no rules match nothing");
+    }
 }
