@@ -242,7 +242,7 @@ pub(crate) fn port_filter(rules: &[Rule]) -> u64 {
         let Some(ports) = &r.ports else {
             return u64::MAX;
         };
-        for p in ports.iter() {
+        for p in ports {
             match *p {
                 PortMatch::Range {
                     protocol,
@@ -424,7 +424,8 @@ mod tests {
             vec![rule(Some(vec![]))],
             vec![],
         ];
-        let named = [1, u32::from(6u8) << 16 | 8080];
+        // Named port 1 is TCP 8080 on the destination.
+        let named = [1, (6 << 16) + 8080];
         for rules in &sets {
             let f = port_filter(rules);
             let prog = encode_rules(rules, &mut Vec::new());
