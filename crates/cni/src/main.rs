@@ -1,7 +1,7 @@
 //! `podswitch-cni`: the podswitch CNI plugin (CNI spec 1.0.0, also answering 0.4.0 configs).
 //!
 //! A runtime runs it once per operation with `CNI_*` variables and the network configuration on
-//! stdin ([`env`], [`config`]). ADD creates the pod's veth pair, registers the endpoint with the
+//! stdin ([`env`](mod@env), [`config`]). ADD creates the pod's veth pair, registers the endpoint with the
 //! daemon over its control socket (which allocates the address from the namespace's subnet unless
 //! an IPAM plugin is configured) and prints the result ([`result`]); DEL undoes it idempotently;
 //! CHECK compares the live state with `prevResult` ([`plugin`], [`link`], [`ipam`]). Failures

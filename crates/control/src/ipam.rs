@@ -155,7 +155,8 @@ pub struct Pool {
     pub subnet: Subnet,
     /// Address → owner (`ns/name`).
     pub allocated: BTreeMap<IpAddr, String>,
-    /// The last address handed out by [`Pool::allocate`] (next-fit starts after it).
+    /// The last address reserved with `advance` ([`Pool::reserve`]); [`Pool::next_free`] starts
+    /// after it (next-fit).
     pub cursor: Option<IpAddr>,
 }
 

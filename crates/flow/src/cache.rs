@@ -212,7 +212,7 @@ impl<V: Copy> Cache<V> {
         prefetch_index(&self.sigs, base + WAYS - 1);
     }
 
-    /// Starts loading the slot where `key` would be (after [`prefetch_bucket`]
+    /// Starts loading the slot where `key` would be (after [`prefetch_bucket`](Self::prefetch_bucket)
     /// (Self::prefetch_bucket), whose line this reads): the second stage. Nothing when no
     /// signature matches.
     #[inline(always)]

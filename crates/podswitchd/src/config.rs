@@ -11,7 +11,7 @@
 //! Invariants checked by [`Config::from_toml`]: unknown keys are refused (a typo never silently
 //! means "default"), port ids and interface names are unique, MACs and addresses parse, a
 //! worker index in a port is below `workers.count`. State-level rules (an address owned twice, an
-//! MTU out of range) are the datapath's [`StateBuilder`](podswitch_datapath::StateBuilder)'s.
+//! MTU out of range) are the datapath's [`StateBuilder`]'s.
 //! Pure data and pure functions: no I/O except [`Config::load`] and reading the policy files.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};

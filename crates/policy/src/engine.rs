@@ -373,7 +373,8 @@ impl Snapshot {
 
     /// The verdict for a new connection between two addresses. An address that is no endpoint's is
     /// external: only ipBlocks (and rules without peers) match it, and its own side is not
-    /// enforced. No allocation; cost O(rules of the policies selecting either endpoint).
+    /// enforced. No allocation; cost O(policies selecting either endpoint), reading the rules of
+    /// only those whose port filter admits the port.
     #[inline]
     pub fn verdict(&self, src: IpAddr, dst: IpAddr, protocol: Protocol, port: u16) -> Verdict {
         let s = self.lookup(src);

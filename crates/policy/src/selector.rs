@@ -2,7 +2,7 @@
 //! become `In [value]` requirements and all requirements are sorted and deduplicated, so two
 //! selectors that select the same set compare equal and hash alike: that is what lets every distinct
 //! selector become exactly one policy group. Matching follows the API reference
-//! (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors):
+//! (<https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors>):
 //! requirements are ANDed; an empty selector matches everything. Immutable, `Send + Sync`.
 
 use std::collections::BTreeMap;
