@@ -3,7 +3,8 @@
 //! (`psw-control`), and the daemon follows it.
 //!
 //! At start the static config is fed to the controller as ordinary requests (namespaces, ports as
-//! endpoints, policy files), so a config file and the socket describe the same node; with a
+//! endpoints, VTEPs, remote endpoints, policy files), so a config file and the socket describe
+//! the same node; with a
 //! `state_dir` the controller also reloads what clients installed before a restart (a request
 //! that conflicts with persisted state is logged and skipped). Workers read the state the
 //! controller publishes: the control thread notices a new generation in the controller's
@@ -21,7 +22,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use podswitch_conntrack::{Instant, Table};
-use podswitch_control::proto::{EndpointInfo, EndpointSpec, Kind, Mac, NamedPort};
+use podswitch_control::proto::{
+    EndpointInfo, EndpointSpec, Kind, Mac, NamedPort, RemoteSpec, VtepSpec,
+};
 use podswitch_control::{
     Client, Controller, ControllerConfig, Dataplane, Realised, Reply, Request, Server,
     ServerConfig, ShutdownHandle, StateCell,
@@ -109,9 +112,14 @@ pub fn seed(
         .iter()
         .map(|n| (n.name.as_str(), n.labels.clone()))
         .collect();
-    for p in &config.ports {
-        if !names.iter().any(|(n, _)| *n == p.namespace) {
-            names.push((&p.namespace, podswitch_control::proto::Labels::new()));
+    for ns in config
+        .ports
+        .iter()
+        .map(|p| &p.namespace)
+        .chain(config.remote_endpoints.iter().map(|r| &r.namespace))
+    {
+        if !names.iter().any(|(n, _)| n == ns) {
+            names.push((ns, podswitch_control::proto::Labels::new()));
         }
     }
     for (name, labels) in names {
@@ -145,16 +153,52 @@ pub fn seed(
             mtu: p.mtu,
         }));
     }
+    // Tunnels and the endpoints behind them, as the static mode installs them (a VTEP before
+    // the remotes that name it).
+    for v in &config.vteps {
+        requests.push(Request::VtepAdd(VtepSpec {
+            id: v.id,
+            ip: v.ip,
+            next_hop_mac: mac(&v.next_hop_mac)?,
+            vni: v.vni,
+            gbp: v.gbp,
+        }));
+    }
+    for r in &config.remote_endpoints {
+        requests.push(Request::RemoteAdd(RemoteSpec {
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            kind: match r.kind.as_str() {
+                "pod" => Kind::Pod,
+                "vm" => Kind::Vm,
+                "bare-metal" => Kind::BareMetal,
+                // `Config` validated the kind already.
+                other => anyhow::bail!(
+                    "remote endpoint {}/{}: kind {other:?}: pod, vm or bare-metal",
+                    r.namespace,
+                    r.name
+                ),
+            },
+            vtep: r.vtep,
+            mac: mac(&r.mac)?,
+            ips: r.ips.clone(),
+            labels: r.labels.clone(),
+            ports: r
+                .named_ports
+                .iter()
+                .map(|n| NamedPort {
+                    name: Some(n.name.clone()),
+                    protocol: n.protocol.clone(),
+                    port: n.port,
+                })
+                .collect(),
+        }));
+    }
     for f in &config.policies {
         let path = config.base_dir.join(f);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading policy file {}", path.display()))?;
         requests.push(Request::PolicyApply { text });
-    }
-    if !config.vteps.is_empty() || !config.remote_endpoints.is_empty() {
-        tracing::warn!(
-            "control mode: [[vteps]] and [[remote_endpoints]] are installed over the socket, not from the file"
-        );
     }
     for r in requests {
         let what = format!("{r:?}");
@@ -252,5 +296,87 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node with an uplink, one remote VTEP and two endpoints behind it (one a bare-metal
+    /// server in a namespace no local port uses), run in control mode.
+    const NODE: &str = r#"
+[node]
+router_mac = "02:00:00:00:00:01"
+gateway_v4 = "10.0.0.1"
+
+[[ports]]
+interface = "veth-a"
+port = 1
+mac = "02:00:00:00:0a:01"
+ips = ["10.0.0.2"]
+namespace = "web"
+pod = "a"
+
+[uplink]
+interface = "uplink"
+port = 1000
+vtep_ip = "192.168.80.1"
+vtep_mac = "02:50:53:aa:00:01"
+underlay_mtu = 1550
+vnis = [100]
+
+[[vteps]]
+id = 2
+ip = "192.168.80.2"
+next_hop_mac = "02:50:53:aa:00:02"
+vni = 100
+
+[[remote_endpoints]]
+vtep = 2
+mac = "02:50:53:00:01:1f"
+ips = ["10.0.1.31"]
+namespace = "web"
+name = "b"
+labels = { app = "b" }
+named_ports = [{ name = "http", port = 8080 }]
+
+[[remote_endpoints]]
+vtep = 2
+mac = "02:50:53:00:01:20"
+ips = ["10.0.1.40"]
+namespace = "metal"
+name = "server"
+kind = "bare-metal"
+
+[control]
+socket = "/nonexistent/podswitch.sock"
+"#;
+
+    fn dataplane() -> Arc<DaemonDataplane> {
+        DaemonDataplane::new(Arc::new(
+            Table::new(&podswitch_conntrack::Config::default()),
+        ))
+    }
+
+    #[test]
+    fn control_mode_seeds_vteps_and_remote_endpoints_from_the_file() {
+        let c = Config::from_toml(NODE).expect("config");
+        let s = seed(&c, dataplane(), 1).expect("seeded");
+        let d = s.controller.desired();
+        assert_eq!(d.vteps.keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(d.remotes["web/b"].ports.len(), 1);
+        assert_eq!(d.remotes["metal/server"].kind, Kind::BareMetal);
+        assert!(
+            d.namespaces.contains_key("metal"),
+            "a remote's namespace is created"
+        );
+        // The published state tunnels to them and knows them as policy peers.
+        let st = s.state();
+        let remote: std::net::IpAddr = "10.0.1.31".parse().expect("ip");
+        assert!(st.overlay().vtep(2).is_some());
+        assert!(st.overlay().owns(2, remote));
+        assert!(st.overlay().owns(2, "10.0.1.40".parse().expect("ip")));
+        assert!(st.policy().endpoint_by_addr(remote).is_some());
     }
 }
