@@ -4,13 +4,12 @@
 //!
 //! At start the static config is fed to the controller as ordinary requests (namespaces, ports as
 //! endpoints, VTEPs, remote endpoints, policy files), so a config file and the socket describe
-//! the same node; with a
-//! `state_dir` the controller also reloads what clients installed before a restart (a request
-//! that conflicts with persisted state is logged and skipped). Workers read the state the
-//! controller publishes: the control thread notices a new generation in the controller's
-//! [`StateCell`] (checked every 50 ms), lists the endpoints over the socket to learn their
-//! interfaces, opens and closes AF_XDP ports to match, then publishes the state to the workers,
-//! which report each generation they pick up to the controller's [`Realised`] (so `wait`
+//! the same node; with a `state_dir` the controller also reloads what clients installed before a
+//! restart (a request that conflicts with persisted state is logged and skipped). Workers read the
+//! state the controller publishes: the control thread notices a new generation in the
+//! controller's [`StateCell`] (checked every 50 ms), lists the endpoints over the socket to learn
+//! their interfaces, opens and closes AF_XDP ports to match, then publishes the state to the
+//! workers, which report each generation they pick up to the controller's [`Realised`] (so `wait`
 //! answers once every worker runs it).
 //! Thread-safety: the controller lives on the server thread; the daemon reaches it only through
 //! the socket and the shared `StateCell`/`Realised`/[`Dataplane`].
