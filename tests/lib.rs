@@ -1199,8 +1199,8 @@ impl Cluster {
     }
 
     /// Starts every node's daemon. Nodes with `control` set get only the `[uplink]` from the
-    /// file (control mode installs VTEPs and remote endpoints over the socket); the others get
-    /// every VTEP and remote endpoint statically.
+    /// file, so that the test installs their VTEPs and remote endpoints over the socket (a file's
+    /// would be seeded too); the others get every VTEP and remote endpoint statically.
     pub fn start(&mut self) -> anyhow::Result<()> {
         for i in 0..self.nodes.len() {
             let remotes = !self.nodes[i].control;
