@@ -354,10 +354,10 @@ impl Worker {
     /// one conntrack shard at a time (one lock, a reused buffer); between states there is
     /// nothing to re-check, so no pass runs: a connection is committed only under the state of
     /// the worker committing it, and that worker's own pass covers it when its state changes.
-    /// Also expires up to `max` timed-out entries at `now` ([`Table::sweep`]; not counted in
-    /// the result).
-    pub fn revalidate(&mut self, now: Instant, max: usize) -> usize {
-        self.conntrack.sweep(now, max);
+    /// Expiry is not its business: the caller drives [`Table::sweep`] on its own budget (the
+    /// runner's housekeeping does both; this used to sweep too, doubling the sweep budget
+    /// without counting it).
+    pub fn revalidate(&mut self, max: usize) -> usize {
         let mut removed = 0;
         let mut budget = max;
         while self.reval_due && budget > 0 {

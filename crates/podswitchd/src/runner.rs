@@ -784,7 +784,7 @@ impl Thread {
     fn housekeeping(&mut self, now: Instant) {
         let c = &mut self.io.counters;
         c.housekeeping += 1;
-        c.revalidated += self.worker.revalidate(now, self.settings.revalidate_budget) as u64;
+        c.revalidated += self.worker.revalidate(self.settings.revalidate_budget) as u64;
         let share = (self.settings.sweep_budget / self.settings.workers.max(1)).max(1);
         c.swept += self.conntrack.sweep(now, share) as u64;
     }
