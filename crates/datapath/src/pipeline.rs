@@ -51,6 +51,7 @@ use podswitch_conntrack::{
     Verdict as CtVerdict,
 };
 use podswitch_flow::{Action, Actions, Cache, CacheError, FlowKey};
+use podswitch_overlay::DecapMemo;
 use podswitch_policy::{Decision, PolicyId, RuleRef, Verdict};
 use podswitch_wire::arp::{self, Operation};
 use podswitch_wire::frame::{Fragment, Headers, L3, L4};
@@ -268,6 +269,8 @@ pub struct Worker {
     /// `BATCH_SIZE` preallocated items written in place; the first `queued` are this batch's.
     ct_in: Vec<(Handle, PacketMeta)>,
     ct_out: Vec<Option<Lookup>>,
+    /// The last tunnel decapsulation found (valid for `state`'s overlay; reset with it).
+    decap_memo: DecapMemo,
 }
 
 /// What stage 3 does with a packet.
@@ -306,6 +309,7 @@ impl Worker {
             hits: Vec::with_capacity(BATCH_SIZE),
             ct_in: vec![(Handle::STALE, placeholder_meta()); BATCH_SIZE],
             ct_out: Vec::with_capacity(BATCH_SIZE),
+            decap_memo: DecapMemo::default(),
         })
     }
 
@@ -321,6 +325,7 @@ impl Worker {
             self.limiter = RateLimiter::new(r.icmp_burst, r.icmp_per_second);
         }
         self.state = state;
+        self.decap_memo = DecapMemo::default();
         // A new pass re-checks every connection against the new policy.
         self.reval_due = true;
         self.reval_shard = 0;
@@ -638,11 +643,14 @@ impl Worker {
             return Err(DropReason::UplinkNotVxlan);
         }
         let p = batch.packet_mut(i);
-        let d = st.overlay.decap(p.frame(), &s.h).map_err(|e| match e {
-            podswitch_overlay::DecapError::UnknownVtep => DropReason::VxlanUnknownVtep,
-            podswitch_overlay::DecapError::NotLocal => DropReason::VxlanNotLocal,
-            _ => DropReason::VxlanBadOuter,
-        })?;
+        let d = st
+            .overlay
+            .decap_memo(p.frame(), &s.h, &mut self.decap_memo)
+            .map_err(|e| match e {
+                podswitch_overlay::DecapError::UnknownVtep => DropReason::VxlanUnknownVtep,
+                podswitch_overlay::DecapError::NotLocal => DropReason::VxlanNotLocal,
+                _ => DropReason::VxlanBadOuter,
+            })?;
         let tunnel = st.router.tunnel_port_base.wrapping_add(d.vtep);
         let Some((tidx, _)) = st.port(tunnel) else {
             return Err(DropReason::VxlanUnknownVtep);

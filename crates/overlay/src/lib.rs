@@ -22,5 +22,6 @@ mod tunnel;
 
 pub use tables::{Endpoint, LocalVtep, MAX_VTEPS, Overlay, OverlayError, RemoteEndpoint, Vtep};
 pub use tunnel::{
-    DecapError, Decapsulated, EncapError, OUTER_TTL, OVERHEAD_V4, OVERHEAD_V6, pod_mtu, source_port,
+    DecapError, DecapMemo, Decapsulated, EncapError, OUTER_TTL, OVERHEAD_V4, OVERHEAD_V6, pod_mtu,
+    source_port,
 };
