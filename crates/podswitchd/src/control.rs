@@ -90,6 +90,17 @@ fn mac(s: &str) -> anyhow::Result<Mac> {
     Ok(Mac(parse_mac(s)?.0))
 }
 
+/// A port's or remote endpoint's named ports as the control protocol spells them.
+fn named_ports(list: &[crate::config::NamedPort]) -> Vec<NamedPort> {
+    list.iter()
+        .map(|n| NamedPort {
+            name: Some(n.name.clone()),
+            protocol: n.protocol.clone(),
+            port: n.port,
+        })
+        .collect()
+}
+
 /// Opens the controller and feeds it the static config.
 pub fn seed(
     config: &Config,
@@ -140,15 +151,7 @@ pub fn seed(
             ips: p.ips.clone(),
             allocate: Vec::new(),
             labels: p.labels.clone(),
-            ports: p
-                .named_ports
-                .iter()
-                .map(|n| NamedPort {
-                    name: Some(n.name.clone()),
-                    protocol: n.protocol.clone(),
-                    port: n.port,
-                })
-                .collect(),
+            ports: named_ports(&p.named_ports),
             mtu: p.mtu,
         }));
     }
@@ -182,15 +185,7 @@ pub fn seed(
             mac: mac(&r.mac)?,
             ips: r.ips.clone(),
             labels: r.labels.clone(),
-            ports: r
-                .named_ports
-                .iter()
-                .map(|n| NamedPort {
-                    name: Some(n.name.clone()),
-                    protocol: n.protocol.clone(),
-                    port: n.port,
-                })
-                .collect(),
+            ports: named_ports(&r.named_ports),
         }));
     }
     for f in &config.policies {
