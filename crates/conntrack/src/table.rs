@@ -620,24 +620,23 @@ impl Table {
         let shards: Box<[Padded]> = (0..n)
             .map(|_| Padded(Mutex::new(Shard::new(shard_cap))))
             .collect();
-        let (slabs, indexes): (Vec<usize>, Vec<(usize, usize)>) = shards
+        // Each shard's slab address, index layout and first free slot, under one lock.
+        let places: Vec<(usize, (usize, usize), u32)> = shards
             .iter()
             .map(|p| {
                 let g =
                     p.0.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                (g.entries.as_ptr() as usize, g.index.layout())
-            })
-            .unzip();
-        let free_hint = shards
-            .iter()
-            .map(|p| {
-                let g =
-                    p.0.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                AtomicU32::new(g.free.last().copied().unwrap_or(NIL))
+                (
+                    g.entries.as_ptr() as usize,
+                    g.index.layout(),
+                    g.free.last().copied().unwrap_or(NIL),
+                )
             })
             .collect();
+        let slabs: Vec<usize> = places.iter().map(|p| p.0).collect();
+        let indexes: Vec<(usize, usize)> = places.iter().map(|p| p.1).collect();
+        let free_hint: Vec<AtomicU32> = places.iter().map(|p| AtomicU32::new(p.2)).collect();
         Table {
             shards,
             mask: n as usize - 1,
@@ -655,7 +654,7 @@ impl Table {
                 > Self::PREFETCH_ABOVE,
             slabs: slabs.into_boxed_slice(),
             indexes: indexes.into_boxed_slice(),
-            free_hint,
+            free_hint: free_hint.into_boxed_slice(),
         }
     }
 
