@@ -1,23 +1,39 @@
 //! [`Cache`]: the per-worker exact-match flow cache (Open vSwitch's EMC, `lib/dpif-netdev.c`).
 //!
 //! The cache owns a fixed number of slots, allocated once at creation and grouped into buckets of
-//! [`WAYS`] slots; a key lives only in the bucket its precomputed [`FlowKey::hash`] selects, so a
-//! lookup reads one bucket's signature words (64 bytes, one line) and compares at most a few full
-//! keys. Insertion is O(1): it overwrites the same key, else takes a free or stale slot, else
-//! evicts round-robin within the bucket. Each entry remembers the generation of the state that
-//! produced it; a lookup under another generation is a miss and frees the slot (lazy
+//! [`WAYS`] slots. A bucket's signature words and one word of bucket metadata fill one cache line,
+//! so a lookup reads that line and compares at most a few full keys. A key lives in its *primary*
+//! bucket (chosen by its precomputed [`FlowKey::hash`]) or, when that bucket was full of current
+//! entries at insertion, in its *alternate* bucket (two-choice hashing): with one bucket per key,
+//! an unlucky bucket holding more live flows than ways thrashes — under a cyclic replay of a
+//! million flows at half load, 4 % of lookups missed. The primary bucket counts the keys it
+//! spilled, so a lookup reads the alternate only when that count is non-zero (a few per cent of
+//! buckets at half load): a hit still costs one signature line. Insertion is O(1): it overwrites
+//! the same key, else takes a free or stale slot of the primary bucket, then of the alternate,
+//! else evicts round-robin within the primary. Each entry remembers the generation of the state
+//! that produced it; a lookup under another generation is a miss and frees the slot (lazy
 //! invalidation: a policy change bumps the generation instead of walking the cache).
 //!
-//! Invariants: `len() <= capacity()`; a key occupies at most one slot; a slot's signature is 0 iff
-//! it is empty. No allocation after [`Cache::new`]. Thread-safety: one cache per worker, mutated
-//! through `&mut self` (no locks, no atomics); it is `Send` when `V` is.
+//! Invariants: `len() <= capacity()`; a key occupies at most one slot, in its primary or its
+//! alternate bucket; a slot's signature is 0 iff it is empty; a bucket's spill count equals the
+//! number of its keys living in their alternate bucket, or is saturated (then it never falls, and
+//! only costs lookups a read of the alternate). No allocation after [`Cache::new`]. Thread-safety:
+//! one cache per worker, mutated through `&mut self` (no locks, no atomics); it is `Send` when `V`
+//! is.
 
 use prefetch_index::prefetch_index;
 
 use crate::key::FlowKey;
 
 /// Slots per bucket.
-pub const WAYS: usize = 8;
+pub const WAYS: usize = 7;
+
+/// Words per bucket in `Cache::sigs`: the ways' signatures and the metadata word (64 bytes).
+const STRIDE: usize = WAYS + 1;
+
+/// The metadata word's layout: bits 0–7 the round-robin victim, bits 8–23 the spill count.
+const SPILL_SHIFT: u32 = 8;
+const SPILL_MAX: u64 = 0xffff;
 
 /// Largest capacity accepted (2^26 slots).
 const MAX_CAPACITY: usize = 1 << 26;
@@ -68,15 +84,16 @@ pub struct Entry<'a, V> {
 
 /// A per-worker, set-associative exact-match cache from [`FlowKey`] to `V`.
 pub struct Cache<V: Copy> {
-    /// Per slot: `generation << 32 | (hash | 1)` (the generation truncated to 32 bits), or 0
-    /// when empty. A bucket's words fill one cache line, so a lookup's signature compare and an
-    /// insert's search for a stale slot read that line, not the bucket's slots (14 lines).
-    sigs: Box<[u64]>,
-    /// Per slot: the entry, `Some` iff its signature is non-zero.
+    /// Per bucket, [`STRIDE`] words: per way `generation << 32 | (hash | 1)` (the generation
+    /// truncated to 32 bits), or 0 when empty; then the metadata word (victim, spill count). A
+    /// bucket's words fill one cache line, so a lookup's signature compare, its spill test and
+    /// an insert's search for a free or stale slot read that line, not the bucket's slots (13
+    /// lines).
+    sigs: Box<[Bucket]>,
+    /// Per bucket, [`WAYS`] slots: the entry, `Some` iff its signature is non-zero.
     slots: Box<[Option<Slot<V>>]>,
-    /// Per bucket: the next round-robin victim.
-    victim: Box<[u8]>,
-    bucket_mask: usize,
+    /// Number of buckets (`sigs.len()`), as the range reduction multiplies by it.
+    buckets: u64,
     len: usize,
     stats: CacheStats,
 }
@@ -112,9 +129,44 @@ fn word(hash: u32, generation: u64) -> u64 {
     (generation << 32) | u64::from(sig(hash))
 }
 
+/// One bucket's signature line: [`WAYS`] signature words and the metadata word.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Bucket([u64; STRIDE]);
+
+const _: () = assert!(core::mem::size_of::<Bucket>() == 64);
+
+impl Bucket {
+    #[inline(always)]
+    fn victim(&self) -> usize {
+        (self.0[WAYS] & 0xff) as usize
+    }
+
+    #[inline(always)]
+    fn spill(&self) -> u64 {
+        (self.0[WAYS] >> SPILL_SHIFT) & SPILL_MAX
+    }
+
+    #[inline(always)]
+    fn set_meta(&mut self, victim: usize, spill: u64) {
+        self.0[WAYS] = victim as u64 | spill << SPILL_SHIFT;
+    }
+
+    /// The ways whose signature is `sig(hash)`, as a bit mask (one SIMD compare, no branches).
+    #[inline(always)]
+    fn matches(&self, hash: u32) -> u32 {
+        let s = sig(hash);
+        let mut mask = 0u32;
+        for (i, &x) in self.0[..WAYS].iter().enumerate() {
+            mask |= u32::from(x as u32 == s) << i;
+        }
+        mask
+    }
+}
+
 impl<V: Copy> Cache<V> {
-    /// A cache of at least `capacity` slots: rounded up to a power of two, and to at least one
-    /// bucket. All memory is allocated here.
+    /// A cache of at least `capacity` slots (rounded up to whole buckets). All memory is
+    /// allocated here.
     pub fn new(capacity: usize) -> Result<Cache<V>, CacheError> {
         if capacity == 0 {
             return Err(CacheError::ZeroCapacity);
@@ -122,53 +174,101 @@ impl<V: Copy> Cache<V> {
         if capacity > MAX_CAPACITY {
             return Err(CacheError::TooLarge(capacity));
         }
-        let slots = capacity.next_power_of_two().max(WAYS);
-        let buckets = slots / WAYS;
+        let buckets = capacity.div_ceil(WAYS);
         Ok(Cache {
-            sigs: vec![0; slots].into_boxed_slice(),
-            slots: vec![None; slots].into_boxed_slice(),
-            victim: vec![0; buckets].into_boxed_slice(),
-            bucket_mask: buckets - 1,
+            sigs: vec![Bucket::default(); buckets].into_boxed_slice(),
+            slots: vec![None; buckets * WAYS].into_boxed_slice(),
+            buckets: buckets as u64,
             len: 0,
             stats: CacheStats::default(),
         })
     }
 
-    /// First slot of the bucket `hash` selects. Uses the high bits so that the low bits, which
-    /// also pick the RSS queue, do not leave buckets unused.
+    /// The primary bucket of `hash`: `hash * buckets / 2^32` (Lemire's multiply-shift range
+    /// reduction, so the bucket count need not be a power of two and a cache is as large as
+    /// asked). It rests on the high bits, so the low bits, which also pick the RSS queue, do not
+    /// leave buckets unused.
     #[inline(always)]
     fn bucket(&self, hash: u32) -> usize {
-        (hash.rotate_right(16) as usize & self.bucket_mask) * WAYS
+        ((u64::from(hash) * self.buckets) >> 32) as usize
+    }
+
+    /// The alternate bucket of a key whose primary is `b`: another bucket (unless there is only
+    /// one) at an offset drawn from all of the hash's bits by a multiply, so that keys sharing a
+    /// primary spread out.
+    #[inline(always)]
+    fn alternate(&self, b: usize, hash: u32) -> usize {
+        let mix = u64::from(hash.wrapping_mul(0x9e37_79b1));
+        let alt = b + 1 + ((mix * (self.buckets - 1)) >> 32) as usize;
+        if alt >= self.buckets as usize {
+            alt - self.buckets as usize
+        } else {
+            alt
+        }
+    }
+
+    /// Slot index of way `way` of bucket `b`.
+    #[inline(always)]
+    const fn at(b: usize, way: usize) -> usize {
+        b * WAYS + way
     }
 
     #[inline(always)]
-    fn find(&self, key: &FlowKey, hash: u32) -> Option<usize> {
-        let base = self.bucket(hash);
-        let s = sig(hash);
-        let sigs = &self.sigs[base..base + WAYS];
-        // A branch-free compare of the bucket's signatures into a bit mask (one SIMD compare),
-        // then full key compares only where a signature matched.
-        let mut mask = 0u32;
-        for (i, &x) in sigs.iter().enumerate() {
-            mask |= u32::from(x as u32 == s) << i;
-        }
+    fn sig_mut(&mut self, at: usize) -> &mut u64 {
+        &mut self.sigs[at / WAYS].0[at % WAYS]
+    }
+
+    #[inline(always)]
+    fn find_in(&self, b: usize, key: &FlowKey, hash: u32) -> Option<usize> {
+        let mut mask = self.sigs[b].matches(hash);
         while mask != 0 {
-            let i = mask.trailing_zeros() as usize;
+            let at = Self::at(b, mask.trailing_zeros() as usize);
             mask &= mask - 1;
-            if let Some(slot) = &self.slots[base + i]
+            if let Some(slot) = &self.slots[at]
                 && slot.key == *key
             {
-                return Some(base + i);
+                return Some(at);
             }
         }
         None
     }
 
+    /// Where `key` lives: its primary bucket, else (only when the primary spilled keys) its
+    /// alternate.
     #[inline(always)]
+    fn find(&self, key: &FlowKey, hash: u32) -> Option<usize> {
+        let b = self.bucket(hash);
+        if let Some(at) = self.find_in(b, key, hash) {
+            return Some(at);
+        }
+        if self.sigs[b].spill() == 0 {
+            return None;
+        }
+        let alt = self.alternate(b, hash);
+        if alt == b {
+            return None;
+        }
+        self.find_in(alt, key, hash)
+    }
+
+    /// Empties slot `at`, and when its key lived in its alternate bucket, uncounts it from its
+    /// primary's spill count (a saturated count stays).
+    #[inline]
     fn free(&mut self, at: usize) {
-        self.sigs[at] = 0;
+        if let Some(s) = &self.slots[at] {
+            let home = self.bucket(s.key.hash());
+            if home != at / WAYS {
+                let b = &mut self.sigs[home];
+                let spill = b.spill();
+                if spill != SPILL_MAX {
+                    debug_assert!(spill > 0, "a spilled key's primary counts it");
+                    b.set_meta(b.victim(), spill.saturating_sub(1));
+                }
+            }
+            self.len -= 1;
+        }
+        *self.sig_mut(at) = 0;
         self.slots[at] = None;
-        self.len -= 1;
     }
 
     /// Looks `key` up; `hash` must be `key.hash()`. An entry installed under a generation other
@@ -197,33 +297,31 @@ impl<V: Copy> Cache<V> {
     /// Bytes of slot and signature memory, fixed at creation: a caller compares it with the
     /// cache sizes of its CPU to decide whether staged prefetching pays.
     pub fn footprint(&self) -> usize {
-        self.sigs.len() * (core::mem::size_of::<u64>() + core::mem::size_of::<Option<Slot<V>>>())
+        self.sigs.len() * core::mem::size_of::<Bucket>()
+            + self.slots.len() * core::mem::size_of::<Option<Slot<V>>>()
     }
 
-    /// Starts loading the signatures of `hash`'s bucket (a prefetch hint: nothing waits for
-    /// it). The first of the staged prefetches a batch issues before its lookups, as VPP's
-    /// graph nodes do, so that a batch's misses overlap instead of queueing one behind another.
+    /// Starts loading the signature line of `hash`'s primary bucket (a prefetch hint: nothing
+    /// waits for it). The first of the staged prefetches a batch issues before its lookups, as
+    /// VPP's graph nodes do, so that a batch's misses overlap instead of queueing one behind
+    /// another.
     #[inline(always)]
     pub fn prefetch_bucket(&self, hash: u32) {
-        // First and last word: one line when the array is line-aligned (a large allocation
-        // under the daemon's allocator is), two otherwise.
-        let base = self.bucket(hash);
-        prefetch_index(&self.sigs, base);
-        prefetch_index(&self.sigs, base + WAYS - 1);
+        prefetch_index(&self.sigs, self.bucket(hash));
     }
 
-    /// Starts loading the slot where `key` would be (after [`prefetch_bucket`](Self::prefetch_bucket)
-    /// (Self::prefetch_bucket), whose line this reads): the second stage. Nothing when no
-    /// signature matches.
+    /// Starts loading the slot where `key` would be (after [`prefetch_bucket`](Self::prefetch_bucket),
+    /// whose line this reads): the second stage. When no signature of the primary bucket matches
+    /// and it spilled keys, the alternate's signature line instead.
     #[inline(always)]
     pub fn prefetch_slot(&self, hash: u32) {
-        let base = self.bucket(hash);
-        let s = sig(hash);
-        if let Some(i) = self.sigs[base..base + WAYS]
-            .iter()
-            .position(|&x| x as u32 == s)
-        {
-            self.prefetch_slot_lines(base + i);
+        let b = self.bucket(hash);
+        let bucket = &self.sigs[b];
+        let mask = bucket.matches(hash);
+        if mask != 0 {
+            self.prefetch_slot_lines(Self::at(b, mask.trailing_zeros() as usize));
+        } else if bucket.spill() != 0 {
+            prefetch_index(&self.sigs, self.alternate(b, hash));
         }
     }
 
@@ -243,14 +341,13 @@ impl<V: Copy> Cache<V> {
     }
 
     /// Starts loading what an [`insert`](Self::insert) under `hash` will write when the key is
-    /// new and its bucket full (a flow-cache miss under a flood of new flows): the bucket's
-    /// signature line and the round-robin victim's slot. A hint: nothing waits for it.
+    /// new and its bucket full (a flow-cache miss under a flood of new flows): the round-robin
+    /// victim's slot. Reads the bucket's signature line, which the lookup that missed has just
+    /// read; a hint: nothing waits for the slot.
     #[inline(always)]
     pub fn prefetch_insert(&self, hash: u32) {
-        self.prefetch_bucket(hash);
-        let base = self.bucket(hash);
-        let victim = self.victim.get(base / WAYS).map_or(0, |&v| usize::from(v));
-        self.prefetch_slot_lines(base + victim);
+        let b = self.bucket(hash);
+        self.prefetch_slot_lines(Self::at(b, self.sigs[b].victim()));
     }
 
     /// Like [`lookup`](Self::lookup) without touching counters or freeing stale entries.
@@ -262,9 +359,27 @@ impl<V: Copy> Cache<V> {
             .map(|s| &s.value)
     }
 
-    /// Installs `value` for `key` under `generation`, replacing the key's previous entry; in a full
-    /// bucket a stale entry (another generation) is reused first, else the round-robin victim is
-    /// evicted. Returns the evicted current entry's key, if one was displaced.
+    /// A slot of bucket `b` an insert may take without evicting a current entry: an empty one,
+    /// else one holding another generation's entry.
+    fn vacancy(&self, b: usize, generation: u64) -> Option<usize> {
+        let words = &self.sigs[b].0[..WAYS];
+        if let Some(i) = words.iter().position(|&w| w == 0) {
+            return Some(Self::at(b, i));
+        }
+        // A stale slot by its signature word; only a candidate's slot is read, to confirm with
+        // the full generation.
+        (0..WAYS).map(|i| Self::at(b, i)).find(|&at| {
+            (words[at % WAYS] >> 32) as u32 != generation as u32
+                && self.slots[at]
+                    .as_ref()
+                    .is_some_and(|s| s.generation != generation)
+        })
+    }
+
+    /// Installs `value` for `key` under `generation`, replacing the key's previous entry. A new
+    /// key takes a free or stale slot of its primary bucket, else of its alternate, else evicts
+    /// the primary's round-robin victim. Returns the evicted current entry's key, if one was
+    /// displaced.
     #[inline]
     pub fn insert(
         &mut self,
@@ -279,47 +394,40 @@ impl<V: Copy> Cache<V> {
             value,
         };
         if let Some(at) = self.find(&key, hash) {
-            self.sigs[at] = word(hash, generation);
+            *self.sig_mut(at) = word(hash, generation);
             self.slots[at] = Some(new);
             return None;
         }
         self.stats.inserts += 1;
-        let base = self.bucket(hash);
-        let mut target = None;
-        for i in 0..WAYS {
-            if self.sigs[base + i] == 0 {
-                target = Some(base + i);
-                self.len += 1;
-                break;
-            }
-        }
-        if target.is_none() {
-            // A stale slot (another generation) by its signature word; only a candidate's slot
-            // is read, to confirm with the full generation.
-            for i in 0..WAYS {
-                if (self.sigs[base + i] >> 32) as u32 != generation as u32
-                    && self.slots[base + i]
-                        .as_ref()
-                        .is_some_and(|s| s.generation != generation)
-                {
-                    target = Some(base + i);
-                    break;
-                }
-            }
-        }
+        let b = self.bucket(hash);
+        let alt = self.alternate(b, hash);
         let mut evicted = None;
-        let at = if let Some(at) = target {
+        let mut spilled = false;
+        let at = if let Some(at) = self.vacancy(b, generation) {
+            at
+        } else if let Some(at) = (alt != b).then(|| self.vacancy(alt, generation)).flatten() {
+            spilled = true;
             at
         } else {
-            let b = base / WAYS;
-            let v = usize::from(self.victim[b]);
-            self.victim[b] = ((v + 1) % WAYS) as u8;
+            let v = self.sigs[b].victim();
+            let spill = self.sigs[b].spill();
+            self.sigs[b].set_meta((v + 1) % WAYS, spill);
             self.stats.evictions += 1;
-            evicted = self.slots[base + v].as_ref().map(|s| s.key);
-            base + v
+            let at = Self::at(b, v);
+            evicted = self.slots[at].as_ref().map(|s| s.key);
+            at
         };
-        self.sigs[at] = word(hash, generation);
+        // The previous occupant (stale, or the victim) leaves through `free`, which keeps its
+        // primary's spill count right.
+        self.free(at);
+        if spilled {
+            let bucket = &mut self.sigs[b];
+            let spill = (bucket.spill() + 1).min(SPILL_MAX);
+            bucket.set_meta(bucket.victim(), spill);
+        }
+        *self.sig_mut(at) = word(hash, generation);
         self.slots[at] = Some(new);
+        self.len += 1;
         evicted
     }
 
@@ -347,9 +455,8 @@ impl<V: Copy> Cache<V> {
 
     /// Empties the cache (counters are kept).
     pub fn clear(&mut self) {
-        self.sigs.fill(0);
+        self.sigs.fill(Bucket::default());
         self.slots.fill(None);
-        self.victim.fill(0);
         self.len = 0;
     }
 
@@ -412,13 +519,64 @@ mod tests {
         }
     }
 
-    /// Keys that all land in bucket 0 of a cache with `buckets` buckets.
+    /// Keys whose primary bucket is bucket 0.
     fn same_bucket(c: &Cache<u32>, n: usize) -> Vec<FlowKey> {
         (0..)
             .map(k)
             .filter(|x| c.bucket(x.hash()) == 0)
             .take(n)
             .collect()
+    }
+
+    /// Keys whose primary bucket is bucket 0 and whose alternate is one same bucket.
+    fn same_buckets(c: &Cache<u32>, n: usize) -> Vec<FlowKey> {
+        let first = same_bucket(c, 1)[0];
+        let alt = c.alternate(0, first.hash());
+        (0..)
+            .map(k)
+            .filter(|x| c.bucket(x.hash()) == 0 && c.alternate(0, x.hash()) == alt)
+            .take(n)
+            .collect()
+    }
+
+    /// The structural invariants (see the module documentation), checked slot by slot.
+    fn check<V: Copy>(c: &Cache<V>) {
+        let buckets = c.sigs.len();
+        let mut spilled = vec![0u64; buckets];
+        let mut occupied = 0;
+        for at in 0..c.slots.len() {
+            let w = c.sigs[at / WAYS].0[at % WAYS];
+            let Some(s) = &c.slots[at] else {
+                assert_eq!(w, 0, "an empty slot has no signature");
+                continue;
+            };
+            occupied += 1;
+            let h = s.key.hash();
+            assert_eq!(w, word(h, s.generation), "signature of slot {at}");
+            let home = c.bucket(h);
+            if home != at / WAYS {
+                assert_eq!(
+                    at / WAYS,
+                    c.alternate(home, h),
+                    "a key lives in its alternate"
+                );
+                spilled[home] += 1;
+            }
+            assert_eq!(
+                c.find(&s.key, h),
+                Some(at),
+                "the key is found where it lives"
+            );
+        }
+        assert_eq!(occupied, c.len());
+        for (b, &n) in spilled.iter().enumerate() {
+            let spill = c.sigs[b].spill();
+            assert!(
+                spill == n || spill == SPILL_MAX,
+                "bucket {b}: spill {spill}, {n} spilled"
+            );
+            assert!(c.sigs[b].victim() < WAYS);
+        }
     }
 
     #[test]
@@ -429,7 +587,8 @@ mod tests {
             Err(CacheError::TooLarge(_))
         ));
         assert_eq!(Cache::<u8>::new(1).unwrap().capacity(), WAYS);
-        assert_eq!(Cache::<u8>::new(1000).unwrap().capacity(), 1024);
+        // 1 000 slots need 143 buckets of 7.
+        assert_eq!(Cache::<u8>::new(1000).unwrap().capacity(), 143 * WAYS);
         assert!(Cache::<u8>::new(1000).unwrap().is_empty());
     }
 
@@ -453,23 +612,67 @@ mod tests {
     }
 
     #[test]
-    fn full_bucket_evicts_round_robin() {
+    fn full_buckets_evict_round_robin_in_the_primary() {
         let mut c = Cache::new(64).unwrap();
-        let keys = same_bucket(&c, WAYS + 2);
-        for (i, x) in keys[..WAYS].iter().enumerate() {
+        // Both the primary and the alternate fill before anything is evicted.
+        let keys = same_buckets(&c, 2 * WAYS + 2);
+        for (i, x) in keys[..2 * WAYS].iter().enumerate() {
             assert_eq!(c.insert(*x, x.hash(), 1, i as u32), None);
         }
-        assert_eq!(c.len(), WAYS);
-        let extra = keys[WAYS];
+        assert_eq!(c.len(), 2 * WAYS);
+        assert_eq!(c.sigs[0].spill(), WAYS as u64);
+        check(&c);
+        let extra = keys[2 * WAYS];
         assert_eq!(c.insert(extra, extra.hash(), 1, 100), Some(keys[0]));
-        let extra2 = keys[WAYS + 1];
+        let extra2 = keys[2 * WAYS + 1];
         assert_eq!(c.insert(extra2, extra2.hash(), 1, 101), Some(keys[1]));
-        assert_eq!(c.len(), WAYS);
+        assert_eq!(c.len(), 2 * WAYS);
         assert_eq!(c.stats().evictions, 2);
+        check(&c);
         assert_eq!(c.lookup(&keys[0], keys[0].hash(), 1), None);
         assert_eq!(c.lookup(&keys[1], keys[1].hash(), 1), None);
         assert_eq!(c.lookup(&extra, extra.hash(), 1).copied(), Some(100));
         assert_eq!(c.lookup(&keys[2], keys[2].hash(), 1).copied(), Some(2));
+        // A spilled key is found in the alternate.
+        let spilled = keys[2 * WAYS - 1];
+        assert_eq!(
+            c.lookup(&spilled, spilled.hash(), 1).copied(),
+            Some(2 * WAYS as u32 - 1)
+        );
+    }
+
+    #[test]
+    fn an_overfull_bucket_spills_instead_of_thrashing() {
+        // More live flows than ways in one bucket, replayed cyclically: with one bucket per key
+        // round-robin eviction missed every lookup; the alternate holds the overflow.
+        let mut c = Cache::new(1024).unwrap();
+        let keys = same_bucket(&c, WAYS + 3);
+        for round in 0..5 {
+            for (i, x) in keys.iter().enumerate() {
+                if c.lookup(x, x.hash(), 1).is_none() {
+                    assert_eq!(round, 0, "key {i} missed in round {round}");
+                    assert_eq!(c.insert(*x, x.hash(), 1, i as u32), None);
+                }
+            }
+        }
+        assert_eq!(c.stats().evictions, 0);
+        assert_eq!(c.sigs[0].spill(), 3);
+        check(&c);
+        // Removing a spilled key uncounts it; removing a resident one does not.
+        let last = keys[WAYS + 2];
+        assert_eq!(c.remove(&last, last.hash()), Some(WAYS as u32 + 2));
+        assert_eq!(c.sigs[0].spill(), 2);
+        assert_eq!(c.remove(&keys[0], keys[0].hash()), Some(0));
+        assert_eq!(c.sigs[0].spill(), 2);
+        check(&c);
+        // A stale spilled entry is reclaimed by a lookup and uncounted too.
+        let x = keys[WAYS + 1];
+        assert_eq!(c.lookup(&x, x.hash(), 2), None);
+        assert_eq!(c.sigs[0].spill(), 1);
+        check(&c);
+        c.clear();
+        assert_eq!(c.sigs[0].spill(), 0);
+        check(&c);
     }
 
     #[test]
@@ -525,6 +728,7 @@ mod tests {
         assert_eq!(c.remove(&k(present), k(present).hash()), None);
         assert_eq!(c.len(), n - 1);
         c.retain(|_, v| *v % 2 == 0);
+        check(&c);
         assert!(c.iter().all(|e| *e.value % 2 == 0));
         assert_eq!(c.len(), c.iter().count());
         c.clear();
@@ -540,9 +744,10 @@ mod tests {
             c.insert(x, x.hash(), 1, i);
             assert!(c.len() <= c.capacity());
         }
-        assert_eq!(c.len(), 128);
+        assert_eq!(c.len(), c.capacity());
         assert_eq!(c.stats().inserts, 10_000);
-        assert_eq!(c.stats().evictions, 10_000 - 128);
+        assert_eq!(c.stats().evictions, 10_000 - c.capacity() as u64);
+        check(&c);
     }
 
     #[derive(Debug, Clone)]
@@ -588,6 +793,7 @@ mod tests {
                 prop_assert!(c.len() <= c.capacity());
                 prop_assert_eq!(c.len(), model.len());
             }
+            check(&c);
             for (x, v) in &model {
                 prop_assert_eq!(c.peek(x, x.hash(), 1), Some(v));
             }
