@@ -77,7 +77,7 @@ impl Default for Timeouts {
 pub struct Config {
     /// Hard limit on the number of entries (all zones).
     pub max_entries: u32,
-    /// Number of shards (rounded up to a power of two, at least 1; 256 or more on a real node).
+    /// Number of shards (rounded up to a power of two, 1 to 2^15; 256 or more on a real node).
     pub shards: u32,
     /// Limit for zones not listed in `zone_limits` (`u32::MAX`: only the total limit applies).
     pub default_zone_limit: u32,

@@ -151,7 +151,9 @@ pub enum Verdict {
 /// handle goes stale when its entry is removed; `update` then returns `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Handle {
-    shard: u32,
+    /// 16 bits (shards are at most 2^15, so `u16::MAX` names none): a handle is 12 bytes, and
+    /// a flow cache entry holding one fits its slot in two cache lines.
+    shard: u16,
     slot: u32,
     generation: u32,
     direction: Direction,
@@ -161,7 +163,7 @@ impl Handle {
     /// A handle that names no entry (its shard is out of range): [`Table::update`] returns
     /// `None` for it. For preallocated buffers of handles.
     pub const STALE: Handle = Handle {
-        shard: u32::MAX,
+        shard: u16::MAX,
         slot: u32::MAX,
         generation: 0,
         direction: Direction::Original,
@@ -595,8 +597,9 @@ pub struct Table {
 impl Table {
     /// Creates a table, allocating every shard's slab and index now.
     pub fn new(config: &Config) -> Table {
-        // Shards are bounded so the count fits the handle and the power of two cannot overflow.
-        let n = config.shards.clamp(1, 1 << 16).next_power_of_two();
+        // Shards are bounded so an index fits the handle's 16 bits with `u16::MAX` to spare
+        // (`Handle::STALE`).
+        let n = config.shards.clamp(1, 1 << 15).next_power_of_two();
         let per = config.max_entries.div_ceil(n);
         // Slack for hash imbalance between shards: +25 % and a few slots (the total limit is
         // enforced separately, exactly).
@@ -1120,7 +1123,7 @@ impl Table {
             }
             if let Ok(k) = meta.key() {
                 keys[i] = k;
-                order[m] = h.shard << 8 | i as u32;
+                order[m] = u32::from(h.shard) << 8 | i as u32;
                 m += 1;
             }
         }
@@ -1266,7 +1269,7 @@ impl Table {
         }
         let dir = Direction::from_index(d);
         let handle = Handle {
-            shard: si as u32,
+            shard: si as u16,
             slot,
             generation: e.generation,
             direction: dir,

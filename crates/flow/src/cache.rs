@@ -12,7 +12,11 @@
 //! the same key, else takes a free or stale slot of the primary bucket, then of the alternate,
 //! else evicts round-robin within the primary. Each entry remembers the generation of the state
 //! that produced it; a lookup under another generation is a miss and frees the slot (lazy
-//! invalidation: a policy change bumps the generation instead of walking the cache).
+//! invalidation: a policy change bumps the generation instead of walking the cache). The
+//! generation is kept in the signature word's upper 32 bits only, so that a slot is a key and a
+//! value and nothing more (with the datapath's 32-byte value, two cache lines, not three): the
+//! cache remembers the upper 32 bits of the generations it holds (its *epoch*) and empties
+//! itself when a lookup or insert comes with another, so the truncated compare is exact.
 //!
 //! Invariants: `len() <= capacity()`; a key occupies at most one slot, in its primary or its
 //! alternate bucket; a slot's signature is 0 iff it is empty; a bucket's spill count equals the
@@ -64,10 +68,12 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
+/// Aligned to 32 bytes so that slots (a multiple of 32 in size) start on 32-byte boundaries
+/// whatever the allocator: a 96-byte slot then always spans exactly two cache lines, never three.
 #[derive(Clone, Copy)]
+#[repr(align(32))]
 struct Slot<V> {
     key: FlowKey,
-    generation: u64,
     value: V,
 }
 
@@ -94,6 +100,8 @@ pub struct Cache<V: Copy> {
     slots: Box<[Option<Slot<V>>]>,
     /// Number of buckets (`sigs.len()`), as the range reduction multiplies by it.
     buckets: u64,
+    /// The upper 32 bits of every generation an entry was installed under.
+    epoch: u32,
     len: usize,
     stats: CacheStats,
 }
@@ -179,6 +187,7 @@ impl<V: Copy> Cache<V> {
             sigs: vec![Bucket::default(); buckets].into_boxed_slice(),
             slots: vec![None; buckets * WAYS].into_boxed_slice(),
             buckets: buckets as u64,
+            epoch: 0,
             len: 0,
             stats: CacheStats::default(),
         })
@@ -271,20 +280,34 @@ impl<V: Copy> Cache<V> {
         self.slots[at] = None;
     }
 
+    /// Empties the cache when `generation` is of another epoch than its entries (after 2^32
+    /// generations), so that comparing the low 32 bits stays exact.
+    #[inline(always)]
+    fn enter_epoch(&mut self, generation: u64) {
+        let epoch = (generation >> 32) as u32;
+        if epoch != self.epoch {
+            self.clear();
+            self.epoch = epoch;
+        }
+    }
+
+    /// Whether the entry in slot `at` (occupied) was installed under `generation`.
+    #[inline(always)]
+    fn current(&self, at: usize, generation: u64) -> bool {
+        (self.sigs[at / WAYS].0[at % WAYS] >> 32) as u32 == generation as u32
+            && (generation >> 32) as u32 == self.epoch
+    }
+
     /// Looks `key` up; `hash` must be `key.hash()`. An entry installed under a generation other
     /// than `generation` is a (stale) miss and is freed.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, hash: u32, generation: u64) -> Option<&mut V> {
+        self.enter_epoch(generation);
         let Some(at) = self.find(key, hash) else {
             self.stats.misses += 1;
             return None;
         };
-        // By reference throughout: `Option<Slot<V>>` is `Copy`, and a by-value test would copy
-        // the whole entry on every hit.
-        if self.slots[at]
-            .as_ref()
-            .is_some_and(|s| s.generation != generation)
-        {
+        if !self.current(at, generation) {
             self.free(at);
             self.stats.misses += 1;
             self.stats.stale += 1;
@@ -325,9 +348,9 @@ impl<V: Copy> Cache<V> {
         }
     }
 
-    /// Starts loading every line of slot `at`. A slot is not a divisor of a line (112 bytes
-    /// here), so it may span three: prefetching its start and the next slot's, as this once
-    /// did, left the middle line cold, and an insert's victim check stalled on it.
+    /// Starts loading every line of slot `at` (two for the datapath's 96-byte slots; a larger
+    /// slot may span three, and prefetching only its start and the next slot's, as this once
+    /// did, left the middle line cold and an insert's victim check stalled on it).
     #[inline(always)]
     fn prefetch_slot_lines(&self, at: usize) {
         let size = core::mem::size_of::<Option<Slot<V>>>();
@@ -353,27 +376,24 @@ impl<V: Copy> Cache<V> {
     /// Like [`lookup`](Self::lookup) without touching counters or freeing stale entries.
     pub fn peek(&self, key: &FlowKey, hash: u32, generation: u64) -> Option<&V> {
         let at = self.find(key, hash)?;
-        self.slots[at]
-            .as_ref()
-            .filter(|s| s.generation == generation)
-            .map(|s| &s.value)
+        if !self.current(at, generation) {
+            return None;
+        }
+        self.slots[at].as_ref().map(|s| &s.value)
     }
 
     /// A slot of bucket `b` an insert may take without evicting a current entry: an empty one,
-    /// else one holding another generation's entry.
+    /// else one holding another generation's entry (told by the signature word alone; the
+    /// caller has entered `generation`'s epoch).
     fn vacancy(&self, b: usize, generation: u64) -> Option<usize> {
         let words = &self.sigs[b].0[..WAYS];
         if let Some(i) = words.iter().position(|&w| w == 0) {
             return Some(Self::at(b, i));
         }
-        // A stale slot by its signature word; only a candidate's slot is read, to confirm with
-        // the full generation.
-        (0..WAYS).map(|i| Self::at(b, i)).find(|&at| {
-            (words[at % WAYS] >> 32) as u32 != generation as u32
-                && self.slots[at]
-                    .as_ref()
-                    .is_some_and(|s| s.generation != generation)
-        })
+        words
+            .iter()
+            .position(|&w| (w >> 32) as u32 != generation as u32)
+            .map(|i| Self::at(b, i))
     }
 
     /// Installs `value` for `key` under `generation`, replacing the key's previous entry. A new
@@ -388,11 +408,8 @@ impl<V: Copy> Cache<V> {
         generation: u64,
         value: V,
     ) -> Option<FlowKey> {
-        let new = Slot {
-            key,
-            generation,
-            value,
-        };
+        self.enter_epoch(generation);
+        let new = Slot { key, value };
         if let Some(at) = self.find(&key, hash) {
             *self.sig_mut(at) = word(hash, generation);
             self.slots[at] = Some(new);
@@ -491,10 +508,10 @@ impl<V: Copy> Cache<V> {
 
     /// Every occupied slot, in slot order (for dumps).
     pub fn iter(&self) -> impl Iterator<Item = Entry<'_, V>> + '_ {
-        self.slots.iter().filter_map(|s| {
+        self.slots.iter().enumerate().filter_map(|(at, s)| {
             s.as_ref().map(|s| Entry {
                 key: &s.key,
-                generation: s.generation,
+                generation: u64::from(self.epoch) << 32 | self.sigs[at / WAYS].0[at % WAYS] >> 32,
                 value: &s.value,
             })
         })
@@ -552,7 +569,8 @@ mod tests {
             };
             occupied += 1;
             let h = s.key.hash();
-            assert_eq!(w, word(h, s.generation), "signature of slot {at}");
+            assert_eq!(w as u32, sig(h), "signature of slot {at}");
+            assert_ne!(w >> 32, 0, "generations start at 1 in these tests");
             let home = c.bucket(h);
             if home != at / WAYS {
                 assert_eq!(
@@ -687,6 +705,24 @@ mod tests {
         assert_eq!(c.len(), 0);
         c.insert(a, a.hash(), 2, 8);
         assert_eq!(c.lookup(&a, a.hash(), 2).copied(), Some(8));
+    }
+
+    #[test]
+    fn generations_agreeing_in_their_low_32_bits_never_match() {
+        // The slot keeps only the low 32 bits; a generation 2^32 later empties the cache.
+        let mut c = Cache::new(64).unwrap();
+        let (a, b) = (k(1), k(2));
+        c.insert(a, a.hash(), 5, 1u32);
+        c.insert(b, b.hash(), 5, 2u32);
+        let later = (1 << 32) | 5;
+        assert_eq!(c.peek(&a, a.hash(), later), None);
+        assert_eq!(c.lookup(&a, a.hash(), later), None);
+        assert!(c.is_empty(), "entering a new epoch empties the cache");
+        c.insert(a, a.hash(), later, 3);
+        assert_eq!(c.peek(&a, a.hash(), later), Some(&3));
+        assert_eq!(c.peek(&a, a.hash(), 5), None);
+        assert_eq!(c.iter().next().map(|e| e.generation), Some(later));
+        check(&c);
     }
 
     #[test]
