@@ -843,6 +843,22 @@ impl Table {
         }
     }
 
+    /// [`update_batch`](Self::update_batch) for a caller that started the loads of every
+    /// handle's entry ([`prefetch_handles`](Self::prefetch_handles)) some work ago, as a
+    /// datapath does before its flow-cache lookups: packets are processed in order, holding one
+    /// lock at a time and keeping it while consecutive handles name its shard. The grouped path
+    /// exists to start the loads under the locks; with them already in flight its sorting and
+    /// bookkeeping are pure cost (a datapath at a million flows: 208 -> 193 ns per packet).
+    pub fn update_batch_prefetched(
+        &self,
+        packets: &[(Handle, PacketMeta)],
+        now: Instant,
+        out: &mut [Option<Lookup>],
+    ) {
+        let n = packets.len().min(out.len());
+        self.update_run(&packets[..n], now, &mut out[..n]);
+    }
+
     /// Starts loading the entries `handles` name, without locking or waiting: a hint for a
     /// caller that will pass them to [`update_batch`](Self::update_batch) after some other
     /// work (a datapath does this before its flow-cache stage), so the misses overlap with that

@@ -136,7 +136,8 @@ fn lookup_batch_equals_lookup_packet_by_packet() {
 #[test]
 fn update_batch_equals_update_packet_by_packet() {
     for seed in 1..=40u64 {
-        let (a, b) = (table(seed), table(seed));
+        // `c` takes the datapath's call: prefetch, then `update_batch_prefetched`.
+        let (a, b, c) = (table(seed), table(seed), table(seed));
         let mut r = Rng(seed.wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1);
         let mut now = secs(1);
         // Handles a flow cache would hold: learnt from lookups, some going stale later.
@@ -149,11 +150,12 @@ fn update_batch_equals_update_packet_by_packet() {
             // Learn handles through the per-packet path on both tables alike.
             let la: Vec<_> = metas.iter().map(|m| a.lookup(m, now)).collect();
             let lb: Vec<_> = metas.iter().map(|m| b.lookup(m, now)).collect();
+            let lc: Vec<_> = metas.iter().map(|m| c.lookup(m, now)).collect();
             assert_eq!(la, lb);
-            assert_eq!(
-                commit_news(&a, &batch, &la, now),
-                commit_news(&b, &batch, &lb, now)
-            );
+            assert_eq!(la, lc);
+            let news = commit_news(&a, &batch, &la, now);
+            assert_eq!(news, commit_news(&b, &batch, &lb, now));
+            assert_eq!(news, commit_news(&c, &batch, &lc, now));
             handles.extend(la.iter().filter_map(|l| l.handle));
             if handles.is_empty() {
                 continue;
@@ -169,12 +171,18 @@ fn update_batch_equals_update_packet_by_packet() {
             let mut many = vec![None; len];
             b.update_batch(&items, now, &mut many);
             assert_eq!(one, many, "seed {seed} round {round}");
+            c.prefetch_handles(items.iter().map(|(h, _)| *h));
+            let mut warm = vec![None; len];
+            c.update_batch_prefetched(&items, now, &mut warm);
+            assert_eq!(one, warm, "seed {seed} round {round}, prefetched");
             updated += many.iter().filter(|l| l.is_some()).count();
             now = now.after(std::time::Duration::from_secs(r.below(40)));
         }
         assert!(updated > 0, "seed {seed}: some handles were live");
         assert_eq!(a.stats(), b.stats(), "seed {seed}");
+        assert_eq!(a.stats(), c.stats(), "seed {seed}");
         b.check_invariants().unwrap();
+        c.check_invariants().unwrap();
     }
 }
 

@@ -20,10 +20,11 @@
 //!
 //! A batch runs in three stages, VPP-style: parse (and decapsulate) every frame and compute its
 //! flow key; touch every packet's cache bucket in a bare loop so their memory misses overlap
-//! (about 1.7x at a million flows), look them up and give all the hits' conntrack updates to one
-//! [`Table::update_batch`] (each conntrack shard locked once per batch rather than once per
-//! packet: 5–10 % less CPU per packet on a quiet machine, +35–65 % packets/s under contention);
-//! then, per packet in order, the cached actions or the slow path. Every lookup precedes the
+//! (about 1.7x at a million flows; the touch also starts each hit's conntrack entry loading),
+//! look them up and give all the hits' conntrack updates to one
+//! [`Table::update_batch_prefetched`] (a shard's lock is kept while consecutive packets name it,
+//! so a burst of one flow takes it once per batch rather than once per packet: 5–10 % less CPU
+//! per packet on a quiet machine, +35–65 % packets/s under contention); then, per packet in order, the cached actions or the slow path. Every lookup precedes the
 //! batch's slow paths, so a second packet of a flow first seen in the same batch takes the slow
 //! path too (conntrack then knows the connection); per-connection order is kept. Each packet's
 //! record (headers, flow key, plan) and its conntrack batch item live in preallocated arrays that
@@ -435,7 +436,7 @@ impl Worker {
         // memory misses overlap instead of serialising behind each packet's work: VPP's prefetch
         // of the next packets, done with plain loads), and queue the hits' conntrack updates so
         // that one `update_batch` takes each conntrack shard lock once for many packets instead
-        // of once per packet.
+        // of once per packet (a burst of one flow).
         if self.cache.footprint() > STAGED_PREFETCH_ABOVE {
             // A cache too large to stay cached: staged prefetches (VPP's pattern): every
             // packet's cache bucket, then the slot its signature names, then the conntrack
@@ -513,8 +514,9 @@ impl Worker {
         }
         ct_out.clear();
         ct_out.resize(queued, None);
+        // Every hit's entry started loading in the stage-2 pass above.
         self.conntrack
-            .update_batch(&ct_in[..queued], now, &mut ct_out);
+            .update_batch_prefetched(&ct_in[..queued], now, &mut ct_out);
         // Stage 3: per packet, in order: the cached actions, or the slow path.
         for (i, s) in slots[..n].iter().enumerate() {
             let d = match s.plan {
