@@ -103,7 +103,7 @@ fn new_connections(n: usize) {
         .pod(Pod::new("b", "s", 2, mac(2), &[ip(2)]).label("app", "db"))
         .conntrack(podswitch_conntrack::Config {
             max_entries: 1 << 19,
-            shards: std::env::var("PS_SHARDS").map_or(256, |v| v.parse().unwrap()),
+            shards: 256,
             ..podswitch_conntrack::Config::default()
         })
         .cache_capacity(1 << 16)
@@ -174,7 +174,7 @@ fn many_flows(n: usize, flows: u32) {
         .pod(Pod::new("b", "s", 100, mac(100), &[ip(100)]))
         .conntrack(podswitch_conntrack::Config {
             max_entries: (flows + flows / 2).max(1024),
-            shards: std::env::var("PS_SHARDS").map_or(256, |v| v.parse().unwrap()),
+            shards: 256,
             tcp_loose: true,
             ..podswitch_conntrack::Config::default()
         })
