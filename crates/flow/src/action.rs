@@ -32,7 +32,7 @@ pub enum DropReason {
     NoHeadroom,
     /// A VXLAN frame with a bad header (I flag clear, truncated, not UDP to the VXLAN port).
     VxlanBadHeader,
-    /// A VXLAN frame whose outer destination is not our VTEP address.
+    /// A VXLAN frame whose outer destination (IP address or MAC) is not our VTEP's.
     VxlanNotLocal,
     /// A fragmented VXLAN outer datagram (RFC 7348 §4.3: VTEPs must not fragment; we do not
     /// reassemble).

@@ -87,7 +87,8 @@ pub enum DecapError {
     /// The outer datagram is a fragment (RFC 7348 §4.3: VTEPs must not fragment; we do not
     /// reassemble).
     Fragmented,
-    /// The outer destination is not our VTEP address.
+    /// The outer destination is not our VTEP: another IP address, or another MAC (a frame a
+    /// bridge flooded to every port; the kernel drops these as `PACKET_OTHERHOST` before IP).
     NotLocal,
     /// The UDP payload is too short for the VXLAN header and an inner Ethernet header.
     Truncated,
@@ -385,7 +386,7 @@ impl Overlay {
         if udp.dst_port != self.local.udp_port {
             return Err(DecapError::NotVxlan);
         }
-        if ip.dst != self.local.ip {
+        if ip.dst != self.local.ip || h.dst_mac != self.local.mac {
             return Err(DecapError::NotLocal);
         }
         let vx_at = usize::from(h.payload_offset);
@@ -775,8 +776,10 @@ mod tests {
         // Fragments: a first fragment (MF) and a later one (offset).
         assert_eq!(outer(|f| f[20] |= 0x20), Err(DecapError::Fragmented));
         assert_eq!(outer(|f| f[21] = 8), Err(DecapError::Fragmented));
-        // Addressed to another VTEP.
+        // Addressed to another VTEP, by IP address or by MAC.
         assert_eq!(outer(|f| f[33] = 3), Err(DecapError::NotLocal));
+        assert_eq!(outer(|f| f[5] ^= 0x10), Err(DecapError::NotLocal));
+        assert_eq!(outer(|f| f[..6].fill(0xff)), Err(DecapError::NotLocal));
         // I flag clear.
         assert_eq!(outer(|f| f[42] = 0), Err(DecapError::BadHeader));
         // Unknown VNI, unknown source VTEP, and a known VTEP on a VNI it is not configured for.
