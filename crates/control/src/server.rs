@@ -231,8 +231,15 @@ impl Server {
     /// Creates the socket and the event loop around `controller`.
     pub fn bind(config: ServerConfig, controller: Controller) -> Result<Self, ServerError> {
         prepare_path(&config.socket)?;
-        let mut listener = UnixListener::bind(&config.socket)
-            .map_err(io_err(format!("bind {}", config.socket.display())))?;
+        // Created owner-only and opened up to `socket_mode` (and the group) after: under the
+        // process's umask (022 usually, 000 in some service managers) the socket would exist for
+        // a moment with wider permissions than configured, and anyone quick enough could
+        // connect. The umask is process-wide; narrowing it for one bind only makes a file
+        // another thread creates meanwhile stricter.
+        let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(&config.socket);
+        nix::sys::stat::umask(umask);
+        let mut listener = bound.map_err(io_err(format!("bind {}", config.socket.display())))?;
         std::fs::set_permissions(
             &config.socket,
             std::fs::Permissions::from_mode(config.socket_mode),
