@@ -363,13 +363,15 @@ impl<V: Copy> Cache<V> {
         }
     }
 
-    /// Starts loading what an [`insert`](Self::insert) under `hash` will write when the key is
-    /// new and its bucket full (a flow-cache miss under a flood of new flows): the round-robin
-    /// victim's slot. Reads the bucket's signature line, which the lookup that missed has just
-    /// read; a hint: nothing waits for the slot.
+    /// Starts loading what an [`insert`](Self::insert) under `hash` will read and write when
+    /// the key is new and its bucket full (a flow-cache miss under a flood of new flows): the
+    /// alternate bucket's signature line, which it searches for room, and the round-robin
+    /// victim's slot. Reads the primary's signature line, which the lookup that missed has just
+    /// read; a hint: nothing waits for the loads.
     #[inline(always)]
     pub fn prefetch_insert(&self, hash: u32) {
         let b = self.bucket(hash);
+        prefetch_index(&self.sigs, self.alternate(b, hash));
         self.prefetch_slot_lines(Self::at(b, self.sigs[b].victim()));
     }
 
