@@ -24,9 +24,10 @@
 //! look them up and give all the hits' conntrack updates to one
 //! [`Table::update_batch_prefetched`] (a shard's lock is kept while consecutive packets name it,
 //! so a burst of one flow takes it once per batch rather than once per packet: 5–10 % less CPU
-//! per packet on a quiet machine, +35–65 % packets/s under contention); then, per packet in order, the cached actions or the slow path. Every lookup precedes the
-//! batch's slow paths, so a second packet of a flow first seen in the same batch takes the slow
-//! path too (conntrack then knows the connection); per-connection order is kept. Each packet's
+//! per packet on a quiet machine, +35–65 % packets/s under contention); then, per packet in
+//! order, the cached actions or the slow path. Every lookup precedes the batch's slow paths, so
+//! a second packet of a flow first seen in the same batch takes the slow path too (conntrack
+//! then knows the connection); per-connection order is kept. Each packet's
 //! record (headers, flow key, plan) and its conntrack batch item live in preallocated arrays that
 //! every stage writes in place: building a record and moving it by value made the next stage read
 //! it back before the stores had drained, and those loads stalled on store forwarding (together a

@@ -333,9 +333,10 @@ impl<V: Copy> Cache<V> {
         prefetch_index(&self.sigs, self.bucket(hash));
     }
 
-    /// Starts loading the slot where `key` would be (after [`prefetch_bucket`](Self::prefetch_bucket),
-    /// whose line this reads): the second stage. When no signature of the primary bucket matches
-    /// and it spilled keys, the alternate's signature line instead.
+    /// Starts loading the slot where `key` would be, reading the signature line that
+    /// [`prefetch_bucket`](Self::prefetch_bucket) started loading: the second stage. When no
+    /// signature of the primary bucket matches and it spilled keys, the alternate's signature
+    /// line instead.
     #[inline(always)]
     pub fn prefetch_slot(&self, hash: u32) {
         let b = self.bucket(hash);
