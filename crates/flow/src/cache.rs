@@ -160,6 +160,31 @@ impl Bucket {
         self.0[WAYS] = victim as u64 | spill << SPILL_SHIFT;
     }
 
+    /// Counts one more key spilled to its alternate (saturating: a saturated count stays).
+    #[inline(always)]
+    fn spill_one(&mut self) {
+        self.set_meta(self.victim(), (self.spill() + 1).min(SPILL_MAX));
+    }
+
+    /// Uncounts a spilled key that left its alternate (a saturated count stays, as it no longer
+    /// knows how many it stands for).
+    #[inline(always)]
+    fn unspill_one(&mut self) {
+        let spill = self.spill();
+        if spill != SPILL_MAX {
+            debug_assert!(spill > 0, "a spilled key's primary counts it");
+            self.set_meta(self.victim(), spill.saturating_sub(1));
+        }
+    }
+
+    /// Takes the round-robin victim's way and moves the victim on.
+    #[inline(always)]
+    fn next_victim(&mut self) -> usize {
+        let v = self.victim();
+        self.set_meta((v + 1) % WAYS, self.spill());
+        v
+    }
+
     /// The ways whose signature is `sig(hash)`, as a bit mask (one SIMD compare, no branches).
     #[inline(always)]
     fn matches(&self, hash: u32) -> u32 {
@@ -267,12 +292,7 @@ impl<V: Copy> Cache<V> {
         if let Some(s) = &self.slots[at] {
             let home = self.bucket(s.key.hash());
             if home != at / WAYS {
-                let b = &mut self.sigs[home];
-                let spill = b.spill();
-                if spill != SPILL_MAX {
-                    debug_assert!(spill > 0, "a spilled key's primary counts it");
-                    b.set_meta(b.victim(), spill.saturating_sub(1));
-                }
+                self.sigs[home].unspill_one();
             }
             self.len -= 1;
         }
@@ -429,11 +449,8 @@ impl<V: Copy> Cache<V> {
             spilled = true;
             at
         } else {
-            let v = self.sigs[b].victim();
-            let spill = self.sigs[b].spill();
-            self.sigs[b].set_meta((v + 1) % WAYS, spill);
+            let at = Self::at(b, self.sigs[b].next_victim());
             self.stats.evictions += 1;
-            let at = Self::at(b, v);
             evicted = self.slots[at].as_ref().map(|s| s.key);
             at
         };
@@ -441,9 +458,7 @@ impl<V: Copy> Cache<V> {
         // primary's spill count right.
         self.free(at);
         if spilled {
-            let bucket = &mut self.sigs[b];
-            let spill = (bucket.spill() + 1).min(SPILL_MAX);
-            bucket.set_meta(bucket.victim(), spill);
+            self.sigs[b].spill_one();
         }
         *self.sig_mut(at) = word(hash, generation);
         self.slots[at] = Some(new);
