@@ -291,12 +291,6 @@ impl TcpConn {
         }
     }
 
-    /// One byte of the state, read only to start loading its cache line (see `Entry::touch_hot`).
-    #[inline(always)]
-    pub(crate) fn touch(&self) -> u8 {
-        self.state
-    }
-
     pub(crate) fn state(&self) -> TcpState {
         STATES[usize::from(self.state.min(S_S2))]
     }

@@ -186,10 +186,17 @@ fn update_batch_equals_update_packet_by_packet() {
     }
 }
 
+/// Long batches (more than the prefetch stages hold ahead) and outputs shorter than the input,
+/// on a cached table and on one large enough to start loads ahead.
 #[test]
-fn batches_longer_than_a_group_and_short_outputs() {
-    let t = table(0);
-    let metas: Vec<_> = (0..3 * Table::BATCH as u16 + 5)
+fn long_batches_and_short_outputs() {
+    for seed in [0, 1] {
+        long_batch_and_short_output(&table(seed));
+    }
+}
+
+fn long_batch_and_short_output(t: &Table) {
+    let metas: Vec<_> = (0..101)
         .map(|i| udp("10.0.0.1", 2000 + i, "10.0.0.2", 53))
         .collect();
     for m in &metas {
@@ -217,8 +224,9 @@ fn batches_longer_than_a_group_and_short_outputs() {
 
 #[test]
 fn threads_batching_the_same_connections_from_both_directions() {
-    // A table above the prefetch size, so every batch holds several shard locks at once: four
-    // threads with overlapping shard sets must neither deadlock nor lose or duplicate entries.
+    // A table above the prefetch size, so batches read index slots ahead without locks while
+    // other threads write them: four threads with overlapping shard sets must neither deadlock
+    // nor lose or duplicate entries.
     const CONNS: u16 = 2000;
     let t = Table::new(&Config {
         max_entries: 65_536,
