@@ -939,7 +939,7 @@ impl Table {
             g.stats.lookups += 1;
             if let Some((slot, d)) = g.find(t, &key) {
                 // The common case first, as in `lookup`.
-                *o = self.hit(g, si, slot, d, meta, now, &mut pending);
+                self.hit_into(g, si, slot, d, meta, now, &mut pending, o);
                 continue;
             }
             match g.find_redirect(t, &key) {
@@ -1023,7 +1023,7 @@ impl Table {
             };
             g.stats.lookups += 1;
             if let Some((slot, d)) = g.find(t, &key) {
-                *o = self.hit(g, si, slot, d, meta, now, &mut pending);
+                self.hit_into(g, si, slot, d, meta, now, &mut pending, o);
                 continue;
             }
             match g.find_redirect(t, &key) {
