@@ -919,44 +919,68 @@ impl Table {
         let mut pending = Pending::default();
         let mut held: Option<(usize, MutexGuard<'_, Shard>)> = None;
         for (meta, o) in metas.iter().zip(out.iter_mut()) {
-            let key = match meta.key() {
-                Ok(k) => k,
-                Err(r) => {
-                    drop(held.take());
-                    *o = self.count_invalid_keyless(r);
-                    continue;
-                }
-            };
-            let (s, t) = hashes(self.seed, &key);
-            let si = self.shard_index(s);
-            let g = match &mut held {
-                Some((h, g)) if *h == si => g,
-                _ => {
-                    drop(held.take());
-                    &mut held.insert((si, self.lock(si))).1
-                }
-            };
-            g.stats.lookups += 1;
-            if let Some((slot, d)) = g.find(t, &key) {
-                // The common case first, as in `lookup`.
-                self.hit_into(g, si, slot, d, meta, now, &mut pending, o);
-                continue;
-            }
-            match g.find_redirect(t, &key) {
-                None => *o = self.miss(g, meta),
-                Some(r) => {
-                    drop(held.take());
-                    let ri = r as usize & self.mask;
-                    let mut g = self.lock(ri);
-                    *o = match self.step(&mut g, ri, &key, t, meta, now, false, &mut pending) {
-                        Step::Done(l) => l,
-                        Step::Redirect(_) => self.miss(&mut g, meta),
-                    };
-                }
-            }
+            let keyed = self.keyed(meta);
+            self.lookup_held(&mut held, &keyed, meta, now, &mut pending, o);
         }
         drop(held);
         self.flush_pending(&pending);
+    }
+
+    /// A packet's key, shard and index hash: what a lookup computes before locking.
+    #[inline(always)]
+    fn keyed(&self, meta: &PacketMeta) -> Result<(Key, usize, u64), InvalidReason> {
+        meta.key().map(|k| {
+            let (s, t) = hashes(self.seed, &k);
+            (k, self.shard_index(s), t)
+        })
+    }
+
+    /// One packet of a batched lookup, given [`keyed`](Self::keyed): takes its shard's lock
+    /// unless `held` already has it, and leaves it there for the next packet.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn lookup_held<'a>(
+        &'a self,
+        held: &mut Option<(usize, MutexGuard<'a, Shard>)>,
+        keyed: &Result<(Key, usize, u64), InvalidReason>,
+        meta: &PacketMeta,
+        now: Instant,
+        pending: &mut Pending,
+        o: &mut Lookup,
+    ) {
+        let (key, si, t) = match keyed {
+            Ok((k, si, t)) => (k, *si, *t),
+            Err(r) => {
+                drop(held.take());
+                *o = self.count_invalid_keyless(*r);
+                return;
+            }
+        };
+        let g = match held {
+            Some((h, g)) if *h == si => g,
+            _ => {
+                drop(held.take());
+                &mut held.insert((si, self.lock(si))).1
+            }
+        };
+        g.stats.lookups += 1;
+        if let Some((slot, d)) = g.find(t, key) {
+            // The common case first, as in `lookup`.
+            self.hit_into(g, si, slot, d, meta, now, pending, o);
+            return;
+        }
+        match g.find_redirect(t, key) {
+            None => *o = self.miss(g, meta),
+            Some(r) => {
+                drop(held.take());
+                let ri = r as usize & self.mask;
+                let mut g = self.lock(ri);
+                *o = match self.step(&mut g, ri, key, t, meta, now, false, pending) {
+                    Step::Done(l) => l,
+                    Step::Redirect(_) => self.miss(&mut g, meta),
+                };
+            }
+        }
     }
 
     /// `lookup_run` with each packet's loads started ahead of its turn, without locks (see
@@ -1005,39 +1029,8 @@ impl Table {
                     entry(j, &ring);
                 }
             }
-            let (meta, o) = (&metas[i], &mut out[i]);
-            let (key, si, t) = match ring[i % Self::RING] {
-                Ok(k) => k,
-                Err(r) => {
-                    drop(held.take());
-                    *o = self.count_invalid_keyless(r);
-                    continue;
-                }
-            };
-            let g = match &mut held {
-                Some((h, g)) if *h == si => g,
-                _ => {
-                    drop(held.take());
-                    &mut held.insert((si, self.lock(si))).1
-                }
-            };
-            g.stats.lookups += 1;
-            if let Some((slot, d)) = g.find(t, &key) {
-                self.hit_into(g, si, slot, d, meta, now, &mut pending, o);
-                continue;
-            }
-            match g.find_redirect(t, &key) {
-                None => *o = self.miss(g, meta),
-                Some(r) => {
-                    drop(held.take());
-                    let ri = r as usize & self.mask;
-                    let mut g = self.lock(ri);
-                    *o = match self.step(&mut g, ri, &key, t, meta, now, false, &mut pending) {
-                        Step::Done(l) => l,
-                        Step::Redirect(_) => self.miss(&mut g, meta),
-                    };
-                }
-            }
+            let keyed = &ring[i % Self::RING];
+            self.lookup_held(&mut held, keyed, &metas[i], now, &mut pending, &mut out[i]);
         }
         drop(held);
         self.flush_pending(&pending);
