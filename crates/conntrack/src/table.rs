@@ -302,7 +302,10 @@ impl Stats {
     }
 }
 
+/// Per-shard counters, written under the shard's lock. `lookups` and `hits` first: see
+/// `Shard`.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
 struct ShardStats {
     lookups: u64,
     hits: u64,
@@ -400,15 +403,21 @@ struct List {
     len: u32,
 }
 
+/// One shard's state, behind its mutex. Laid out so that a packet of an established
+/// connection writes a single line of it: the mutex's word and the counters every packet
+/// bumps share the first line, and what a packet only reads (index, slab) follows the
+/// counters. When two workers take turns on a shard, the written lines move between their
+/// cores; the read-only ones stay shared.
 #[derive(Debug)]
+#[repr(C)]
 struct Shard {
+    stats: ShardStats,
     index: Index,
+    entries: Vec<Entry>,
     redirects: HashTable<(Key, u32)>,
     redirect_cap: usize,
-    entries: Vec<Entry>,
     free: Vec<u32>,
     lists: [List; 2],
-    stats: ShardStats,
 }
 
 /// Starts loading the cache line at `addr` (a prefetch hint). `prefetch_index` accepts any
@@ -830,9 +839,9 @@ impl Table {
     }
 
     /// Starts loading the entries `handles` name, without locking or waiting: a hint for a
-    /// caller that will pass them to [`update_batch`](Self::update_batch) after some other
-    /// work (a datapath does this before its flow-cache stage), so the misses overlap with that
-    /// work. Stale or foreign handles cost a wasted load. A no-op on a table small enough to
+    /// caller that will pass them to
+    /// [`update_batch_prefetched`](Self::update_batch_prefetched) after some other work (a
+    /// datapath does this before its flow-cache stage), so the misses overlap with that work. Stale or foreign handles cost a wasted load. A no-op on a table small enough to
     /// stay cached.
     pub fn prefetch_handles(&self, handles: impl IntoIterator<Item = Handle>) {
         if !self.prefetch {
