@@ -2029,3 +2029,33 @@ const _: fn() = || {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Table>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout `Shard` documents: the mutex word and the per-packet counters in one line,
+    /// the packet path's read-only fields off it. (The mutex's own layout is the standard
+    /// library's, so this is checked at run time.)
+    #[test]
+    fn a_packet_writes_one_line_of_its_shard() {
+        let t = Table::new(&Config {
+            max_entries: 64,
+            shards: 2,
+            ..Config::default()
+        });
+        let p = &t.shards[1];
+        let line = |addr: usize| (addr - std::ptr::from_ref(p) as usize) / 64;
+        let g = t.lock(1);
+        assert_eq!(
+            std::ptr::from_ref(p) as usize % 64,
+            0,
+            "shards start a line"
+        );
+        assert_eq!(line(std::ptr::from_ref(&p.0) as usize), 0, "mutex word");
+        assert_eq!(line(std::ptr::from_ref(&g.stats.lookups) as usize), 0);
+        assert_eq!(line(std::ptr::from_ref(&g.stats.hits) as usize), 0);
+        assert!(line(std::ptr::from_ref(&g.index) as usize) > 0);
+        assert!(line(std::ptr::from_ref(&g.entries) as usize) > 0);
+    }
+}
