@@ -1,7 +1,7 @@
 //! Conntrack throughput, per core: established lookup+update (hash path and flow-cache handle
 //! path, one call per packet and the batch calls) with 1 000 and 1 000 000 entries, new
-//! connection (lookup miss + commit), and two threads against one on the same table. Criterion
-//! reports packets/s (`Throughput::Elements`).
+//! connection (lookup miss + commit), and two threads (each pinned to its own CPU) against one
+//! on the same table. Criterion reports packets/s (`Throughput::Elements`).
 //! Targets: established ≥ 20 M/s; new ≥ 2 M/s; 1 M entries ≥ 60 % of the 1 k rate; 2 threads
 //! ≥ 1.6× one. Both sizes visit their packets in one uniformly random order over all entries
 //! (slots are handed out in commit order, so any order correlated with it would read the large
@@ -267,9 +267,12 @@ fn threads_bench(c: &mut Criterion) {
                         let barrier = Barrier::new(threads);
                         let start = std::sync::Mutex::new(None::<WallClock>);
                         std::thread::scope(|sc| {
-                            for (half, metas) in halves.iter().zip(&metas).take(threads) {
+                            for (i, (half, metas)) in
+                                halves.iter().zip(&metas).take(threads).enumerate()
+                            {
                                 let (t, barrier, start) = (&t, &barrier, &start);
                                 sc.spawn(move || {
+                                    pin(i);
                                     barrier.wait();
                                     start.lock().unwrap().get_or_insert_with(WallClock::now);
                                     let ok = if batched {
@@ -290,6 +293,26 @@ fn threads_bench(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// Pins the calling thread to CPU `i` (modulo the CPUs this process may use), as the daemon
+/// pins worker `i` to `workers.cpus[i]`. Unpinned, the scheduler sometimes ran both workers on
+/// one CPU of this 2-CPU machine for a whole measurement, and two threads measured as one.
+fn pin(i: usize) {
+    let Ok(allowed) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
+        return;
+    };
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    let Some(&cpu) = cpus.get(i % cpus.len().max(1)) else {
+        return;
+    };
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        // Best effort: unpinned, the bench still measures, only less steadily.
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
 }
 
 fn lookups_cycled(t: &Table, pkts: &[(PacketMeta, Handle)], count: usize) -> u32 {
