@@ -354,7 +354,7 @@ const _: () = assert!(
 );
 const ENTRY_BYTES: u64 = std::mem::size_of::<Entry>() as u64;
 // The hot fields in line 0, the protocol state ending with line 1 (it is 68 bytes and starts
-// in line 0's tail), the keys from line 2 (see `Entry`, `touch_hot`, `touch`).
+// in line 0's tail), the keys from line 2 (see `Entry`, `prefetch_entry`, `prefetch_found`).
 const _: () = assert!(
     std::mem::offset_of!(Entry, class) < 64
         && std::mem::offset_of!(Entry, proto) + std::mem::size_of::<Proto>() <= 128
@@ -575,7 +575,7 @@ pub struct Table {
     /// (a cached table gains nothing and would pay the extra loops).
     prefetch: bool,
     /// Address of each shard's entry slab (allocated once in `new`, never resized), so a batch
-    /// can prefetch the next group's entries without taking their locks. Only ever used as a
+    /// can prefetch the entries of packets ahead without taking their locks. Only ever used as a
     /// prefetch hint: a stale address would cost a wasted load, never a wrong result.
     slabs: Box<[usize]>,
     /// A lock-free view of each shard's index, for the same purpose: what it reads is a hint.
