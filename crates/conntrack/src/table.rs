@@ -866,15 +866,11 @@ impl Table {
         let si = self.shard_index(s);
         self.prefetch_home(si, t);
         // The entry a commit in this shard would fill: every line of it is written.
-        if let Some(h) = self.free_hint.get(si) {
-            let slot = h.load(Ordering::Relaxed);
-            if slot < self.shard_cap
-                && let Some(&base) = self.slabs.get(si)
-            {
-                let at = base + slot as usize * std::mem::size_of::<Entry>();
-                for line in (0..std::mem::size_of::<Entry>()).step_by(64) {
-                    prefetch_addr(at + line);
-                }
+        if let Some(h) = self.free_hint.get(si)
+            && let Some(at) = self.entry_addr(si, h.load(Ordering::Relaxed))
+        {
+            for line in (0..std::mem::size_of::<Entry>()).step_by(64) {
+                prefetch_addr(at + line);
             }
         }
         if let Some(reply) = key.invert() {
@@ -894,13 +890,9 @@ impl Table {
     /// the hot and protocol lines, and the line(s) of key `d`.
     #[inline(always)]
     fn prefetch_found(&self, si: usize, slot: u32, d: usize) {
-        let Some(&base) = self.slabs.get(si) else {
+        let Some(at) = self.entry_addr(si, slot) else {
             return;
         };
-        if slot >= self.shard_cap {
-            return;
-        }
-        let at = base + slot as usize * std::mem::size_of::<Entry>();
         prefetch_addr(at);
         prefetch_addr(at + 64);
         let key = at + std::mem::offset_of!(Entry, keys) + d * std::mem::size_of::<Key>();
@@ -910,16 +902,19 @@ impl Table {
 
     #[inline(always)]
     fn prefetch_entry(&self, h: Handle) {
-        let Some(&base) = self.slabs.get(h.shard as usize) else {
-            return;
-        };
-        if h.slot >= self.shard_cap {
-            return;
-        }
         // The hot and protocol lines: what an update by handle reads.
-        let at = base + h.slot as usize * std::mem::size_of::<Entry>();
-        prefetch_addr(at);
-        prefetch_addr(at + 64);
+        if let Some(at) = self.entry_addr(h.shard as usize, h.slot) {
+            prefetch_addr(at);
+            prefetch_addr(at + 64);
+        }
+    }
+
+    /// Address of entry `slot` of shard `si`, for a prefetch only (the slab is not borrowed:
+    /// its lock is not held); `None` when either is out of range (a stale hint or handle).
+    #[inline(always)]
+    fn entry_addr(&self, si: usize, slot: u32) -> Option<usize> {
+        let &base = self.slabs.get(si)?;
+        (slot < self.shard_cap).then(|| base + slot as usize * std::mem::size_of::<Entry>())
     }
 
     /// `lookup` packet by packet, keeping a shard's lock while consecutive packets hash to it.
@@ -2052,7 +2047,11 @@ mod tests {
             0,
             "shards start a line"
         );
-        assert_eq!(line(std::ptr::from_ref(&p.0) as usize), 0, "mutex word");
+        assert_eq!(
+            line(std::ptr::from_ref(&p.0) as usize),
+            0,
+            "the mutex (its word is std's to place; the stats below are what we control)"
+        );
         assert_eq!(line(std::ptr::from_ref(&g.stats.lookups) as usize), 0);
         assert_eq!(line(std::ptr::from_ref(&g.stats.hits) as usize), 0);
         assert!(line(std::ptr::from_ref(&g.index) as usize) > 0);
